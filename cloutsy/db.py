@@ -1,0 +1,153 @@
+"""The one database object, its pool, and how to reach the configured server.
+
+`database` is a peewee `DatabaseProxy`: models bind to it at import time and
+`init_database(settings)` points it at a pooled connection once per process.
+Connections are taken and given back explicitly (`autoconnect=False`): per
+request in the web layer, `connection_context()` in tasks and notebooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from peewee import DatabaseProxy, InterfaceError, OperationalError
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+from playhouse.shortcuts import ReconnectMixin
+
+from cloutsy import embedded
+from cloutsy.config import Settings
+from cloutsy.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+database = DatabaseProxy()
+
+# Errors that mean "this connection is dead", as psycopg2 words them.
+DISCONNECT_ERRORS = (
+    (OperationalError, "server closed the connection"),
+    (OperationalError, "terminating connection"),
+    (OperationalError, "connection not open"),
+    (OperationalError, "could not receive data"),
+    (OperationalError, "ssl connection has been closed"),
+    (InterfaceError, "connection already closed"),
+    (InterfaceError, "cursor already closed"),
+)
+
+
+class PooledDatabase(ReconnectMixin, PooledPostgresqlDatabase):
+    """A pool that survives a server restart.
+
+    peewee's pool probes idle connections at checkout, but a connection that was
+    checked out while the server restarted fails on its next query. Outside a
+    transaction `ReconnectMixin` drops it and retries once on a fresh connection
+    (inside one it rightly refuses: the request fails and `release()` discards it).
+    """
+
+    reconnect_errors = DISCONNECT_ERRORS
+
+    def pool_stats(self) -> dict[str, int]:
+        """Pool figures for /health and /metrics: max, in use, idle (this process)."""
+        with self._pool_lock:
+            return {
+                "max": int(self._max_connections or 0),
+                "inUse": len(self._in_use),
+                "idle": len(self._connections),
+            }
+
+    def discard_connection(self) -> None:
+        """Close this thread's connection without returning it to the pool."""
+        if not self.is_closed():
+            try:
+                self.manual_close()
+            except Exception:  # the socket is already gone; nothing to give back
+                log.debug("discarding a dead connection failed", exc_info=True)
+                self._state.reset()
+
+
+def connection_url(settings: Settings) -> str:
+    """The URL to connect to: the configured server, or the embedded one (started if needed)."""
+    external = settings.external_url()
+    if external:
+        return external
+    pgdata = settings.data_dir / "pgdata"
+    admin_uri = embedded.server_uri(pgdata, "postgres")
+    embedded.ensure_database(admin_uri, settings.postgres_db)
+    return embedded.server_uri(pgdata, settings.postgres_db)
+
+
+def connect_params(url: str, settings: Settings) -> dict[str, Any]:
+    """psycopg2 keyword arguments for `url`, with the connect and statement timeouts."""
+    parsed = urlparse(url)
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    params: dict[str, Any] = {
+        "database": unquote(parsed.path.lstrip("/")) or "postgres",
+        "user": unquote(parsed.username) if parsed.username else None,
+        "password": unquote(parsed.password) if parsed.password else None,
+        "host": query.pop("host", None) or parsed.hostname,
+        "port": parsed.port,
+        "connect_timeout": settings.connect_timeout_s,
+        "application_name": "cloutsy",
+    }
+    options = f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC"
+    params["options"] = options
+    params.update(query)
+    return {k: v for k, v in params.items() if v not in (None, "")}
+
+
+def init_database(settings: Settings, url: str | None = None) -> PooledDatabase:
+    """Point the `database` proxy at a new pool for `settings` and return it."""
+    if database.obj is not None:
+        close_database()
+    params = connect_params(url or connection_url(settings), settings)
+    db = PooledDatabase(
+        params.pop("database"),
+        max_connections=settings.pool_max,
+        stale_timeout=settings.pool_stale,
+        # peewee reads timeout=0 as "wait forever"; the contract's 0 means "do not wait".
+        timeout=settings.pool_timeout if settings.pool_timeout > 0 else None,
+        autoconnect=False,
+        autorollback=False,
+        **params,
+    )
+    database.initialize(db)
+    return db
+
+
+def close_database() -> None:
+    """Close every pooled connection (shutdown, tests)."""
+    db = database.obj
+    if db is not None:
+        db.close_all()
+
+
+def current() -> PooledDatabase:
+    """The initialised pool behind the proxy."""
+    if database.obj is None:
+        raise RuntimeError("init_database(settings) has not been called")
+    return database.obj  # type: ignore[no-any-return]
+
+
+def wait_for_database(timeout: float = 30.0) -> None:
+    """Retry a first connection with backoff for up to `timeout` s, else raise Unavailable."""
+    db = current()
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        try:
+            with db.connection_context():
+                db.execute_sql("SELECT 1")
+            return
+        except (OperationalError, InterfaceError, MaxConnectionsExceeded) as exc:
+            if time.monotonic() + delay > deadline:
+                reason = (
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                )
+                raise Unavailable(
+                    f"database not reachable after {timeout:.0f} s: {reason}"
+                ) from exc
+            log.info("database not ready, retrying in %.1f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 3.0)

@@ -1,0 +1,193 @@
+"""Developer tasks: `invoke --list` shows them all.
+
+Every task fails with one line and a non-zero exit on bad input (an `Exit` raised
+at this edge from the package's errors), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from invoke import Collection, Context, Exit, task
+
+ROOT = Path(__file__).resolve().parent
+
+
+@contextmanager
+def edge() -> Iterator[None]:
+    """Turn the package's errors into a one-line `Exit`."""
+    from peewee import DatabaseError, InterfaceError
+    from playhouse.migrations import MigrationError
+
+    from cloutsy.config import ConfigError
+    from cloutsy.errors import CloutsyError
+
+    try:
+        yield
+    except ConfigError as exc:
+        raise Exit(f"configuration error: {exc}", code=2) from None
+    except CloutsyError as exc:
+        raise Exit(f"error: {exc.message}", code=1) from None
+    except MigrationError as exc:
+        raise Exit(f"migration error: {exc}", code=1) from None
+    except (DatabaseError, InterfaceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Exit(f"database error: {first}", code=1) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted", code=130) from None
+
+
+def boot(wait: float = 15.0):  # noqa: ANN201 - returns Settings; imported lazily
+    """Read settings, set up logging, open the pool and wait for the database."""
+    from cloutsy.config import load_settings, warn_if_insecure
+    from cloutsy.db import init_database, wait_for_database
+    from cloutsy.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings, query_log=False)
+    warn_if_insecure(settings)
+    init_database(settings)
+    wait_for_database(timeout=wait)
+    return settings
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- migrations --------------------------------------------------------------------------
+
+
+@task(name="apply", default=True)
+def migrate_apply(c: Context, target: str = "") -> None:
+    """Apply pending migrations (up to --target)."""
+    with edge():
+        boot()
+        from cloutsy import migrations
+        from cloutsy.db import database
+
+        with database.connection_context():
+            applied = migrations.apply(target or None)
+        say("\n".join(f"applied: {name}" for name in applied) or "nothing to apply")
+
+
+@task(name="status")
+def migrate_status(c: Context) -> None:
+    """List migrations with when each was applied; exit 1 while any is pending."""
+    with edge():
+        boot()
+        from cloutsy import migrations
+        from cloutsy.db import database
+
+        with database.connection_context():
+            rows = migrations.status()
+        for m in rows:
+            when = m.applied.strftime("%Y-%m-%d %H:%M:%S") if m.applied else "pending"
+            say(f"[{'x' if m.applied else ' '}] {m.name}  {when}")
+        waiting = [m.name for m in rows if not m.applied]
+        if waiting:
+            raise Exit(f"{len(waiting)} migration(s) pending", code=1)
+        say("up to date")
+
+
+@task(name="rollback")
+def migrate_rollback(c: Context, target: str = "", all: bool = False) -> None:  # noqa: A002
+    """Revert the latest migration (or back through --target, or --all)."""
+    with edge():
+        boot()
+        from cloutsy import migrations
+        from cloutsy.db import database
+
+        with database.connection_context():
+            reverted = migrations.rollback(target or None, all_=all)
+        say("\n".join(f"reverted: {name}" for name in reverted) or "nothing to revert")
+
+
+@task(name="create")
+def migrate_create(c: Context, name: str) -> None:
+    """Write a new numbered migration from the difference between models and database."""
+    with edge():
+        boot()
+        from cloutsy import migrations
+        from cloutsy.db import database
+
+        with database.connection_context():
+            path, diff = migrations.create(name)
+        say(f"created {os.path.relpath(path, ROOT)}")
+        say(str(diff) if diff else "models match the database: wrote an empty skeleton")
+
+
+# --- seeding -----------------------------------------------------------------------------
+
+
+@task(name="niches", default=True)
+def seed_niches(c: Context) -> None:
+    """Upsert the niche catalogue (idempotent: a second run changes nothing)."""
+    with edge():
+        boot()
+        from cloutsy.catalogue import seed_niches as upsert
+        from cloutsy.db import database
+
+        with database.connection_context():
+            result = upsert()
+        say(f"niches: {result.created} created, {result.updated} updated, {result.total} total")
+
+
+# --- backups -----------------------------------------------------------------------------
+
+
+@task(name="backup")
+def db_backup(c: Context) -> None:
+    """pg_dump the configured database to backups/ (custom format, timestamped)."""
+    with edge():
+        settings = boot()
+        from cloutsy.backup import backup
+
+        path = backup(settings)
+        say(f"backup written: {os.path.relpath(path, ROOT)} ({path.stat().st_size:,} bytes)")
+
+
+@task(name="restore")
+def db_restore(c: Context, file: str, yes: bool = False) -> None:
+    """Restore a backup FILE into the configured database (asks first; --yes skips)."""
+    with edge():
+        path = Path(file)
+        if not path.is_file():
+            raise Exit(f"error: no such backup file: {file}", code=1)
+        settings = boot()
+        from cloutsy.backup import restore
+
+        if not yes:
+            if not sys.stdin.isatty():
+                raise Exit("error: refusing to restore without --yes (no terminal to ask)", code=1)
+            answer = input(f"Replace the contents of the configured database with {file}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise Exit("restore cancelled", code=1)
+        restore(settings, path)
+        say(f"restored {file}")
+
+
+# --- tests -------------------------------------------------------------------------------
+
+
+@task(name="test")
+def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
+    """Lint with ruff, then run the whole test suite (--fast skips the slow reliability tests)."""
+    lint = c.run(f"{sys.executable} -m ruff check {ROOT}", warn=True)
+    if lint is None or lint.exited != 0:
+        raise Exit("ruff found problems (run: ruff check --fix .)", code=1)
+    marker = ' -m "not slow"' if fast else ""
+    result = c.run(f"{sys.executable} -m pytest{marker} {args}", pty=False, warn=True)
+    if result is None or result.exited != 0:
+        raise Exit(f"tests failed (exit {getattr(result, 'exited', '?')})", code=1)
+
+
+migrate = Collection("migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create)
+seed = Collection("seed", seed_niches)
+db = Collection("db", db_backup, db_restore)
+
+ns = Collection(migrate, seed, db, run_tests)

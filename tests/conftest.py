@@ -1,0 +1,110 @@
+"""Fixtures: a real PostgreSQL (embedded by default, DATABASE_URL's when set), clean per test.
+
+The session applies every migration to a database of its own: on the embedded
+server `cloutsy_test`; with DATABASE_URL/POSTGRES_HOST, the database named there
+(which the suite wipes: give it a throwaway one). Each test runs inside an outer
+transaction rolled back afterwards (~4 ms); tests that must commit (races,
+restarts, real HTTP) use `committed`, which truncates after them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("CLOUTSY_SECRET_KEY", "test-secret-key-0123456789abcdef")
+if not os.environ.get("DATABASE_URL") and not os.environ.get("POSTGRES_HOST"):
+    os.environ["POSTGRES_DB"] = "cloutsy_test"
+
+from cloutsy import catalogue, embedded, migrations  # noqa: E402
+from cloutsy.config import Settings, load_settings  # noqa: E402
+from cloutsy.db import PooledDatabase, close_database, database, init_database  # noqa: E402
+
+TABLES = (
+    "sessions",
+    "otps",
+    "brand_niches",
+    "influencer_niches",
+    "brands",
+    "influencers",
+    "niches",
+)
+
+
+def _reset_schema() -> None:
+    """Start the session from an empty schema, whatever an earlier run left."""
+    with database.connection_context():
+        if migrations.status() and any(m.applied for m in migrations.status()):
+            migrations.rollback(all_=True)
+        for table in (*TABLES, "schema_migration"):
+            database.execute_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
+        database.execute_sql("DROP FUNCTION IF EXISTS cloutsy_set_updated_at() CASCADE")
+        migrations.apply()
+        catalogue.seed_niches()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings of the test database (pool of 5, as in production)."""
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def pool(settings: Settings) -> Iterator[PooledDatabase]:
+    """The migrated, seeded test database behind the `database` proxy."""
+    db = init_database(settings)
+    _reset_schema()
+    yield db
+    close_database()
+
+
+@pytest.fixture
+def db(pool: PooledDatabase) -> Iterator[PooledDatabase]:
+    """The database inside a transaction that is rolled back after the test."""
+    pool.connect(reuse_if_open=True)
+    try:
+        with pool.atomic() as txn:
+            yield pool
+            txn.rollback()
+    finally:
+        pool.close()
+
+
+def truncate_all(pool: PooledDatabase) -> None:
+    """Remove every row but the niche catalogue (committed tests clean up with this)."""
+    with pool.connection_context():
+        pool.execute_sql(
+            "TRUNCATE sessions, otps, brand_niches, influencer_niches, brands, influencers "
+            "RESTART IDENTITY CASCADE"
+        )
+        catalogue.seed_niches()
+
+
+@pytest.fixture
+def committed(pool: PooledDatabase) -> Iterator[PooledDatabase]:
+    """The database with real commits (no outer transaction); truncated afterwards."""
+    truncate_all(pool)
+    yield pool
+    if not pool.is_closed():
+        pool.close()
+    truncate_all(pool)
+
+
+@pytest.fixture
+def throwaway_server() -> Iterator[Path]:
+    """A private embedded PostgreSQL this test may stop, crash and restart."""
+    base = Path(tempfile.mkdtemp(prefix="cloutsy-pg-"))
+    pgdata = base / "pgdata"
+    try:
+        embedded.server_uri(pgdata)
+        yield pgdata
+    finally:
+        with contextlib.suppress(Exception):  # already stopped by the test
+            embedded.stop(pgdata, "immediate")
+        shutil.rmtree(base, ignore_errors=True)

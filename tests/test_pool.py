@@ -1,0 +1,117 @@
+"""The pool: its figures, a clear error when exhausted, and recovery after a real server restart."""
+
+import threading
+import time
+
+import pytest
+from playhouse.pool import MaxConnectionsExceeded
+
+from cloutsy import embedded
+from cloutsy.config import load_settings
+from cloutsy.db import PooledDatabase, connect_params, connection_url, wait_for_database
+from cloutsy.errors import Unavailable
+
+
+def private_pool(url, **overrides):
+    settings = load_settings().with_overrides(**overrides)
+    params = connect_params(url, settings)
+    return PooledDatabase(
+        params.pop("database"),
+        max_connections=settings.pool_max,
+        stale_timeout=settings.pool_stale,
+        timeout=settings.pool_timeout or None,
+        autoconnect=False,
+        **params,
+    )
+
+
+def test_pool_figures_count_connections_in_use_and_idle(pool):
+    before = pool.pool_stats()
+    assert before["max"] == 5
+    with pool.connection_context():
+        during = pool.pool_stats()
+        assert during["inUse"] == before["inUse"] + 1
+    after = pool.pool_stats()
+    assert after["inUse"] == before["inUse"]
+    assert after["idle"] >= 1
+
+
+def test_an_exhausted_pool_waits_then_fails_with_a_clear_error(pool, settings):
+    small = private_pool(connection_url(settings), pool_max=2, pool_timeout=0.5)
+    held = []
+
+    def hold():
+        small.connect()
+        held.append(True)
+        time.sleep(1.5)
+        small.close()
+
+    threads = [threading.Thread(target=hold) for _ in range(2)]
+    for t in threads:
+        t.start()
+    while len(held) < 2:
+        time.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(MaxConnectionsExceeded, match="Max connections exceeded"):
+        small.connect()
+    waited = time.monotonic() - started
+    assert 0.4 <= waited < 1.4
+    for t in threads:
+        t.join()
+    # Once load drops the pool serves again.
+    with small.connection_context():
+        assert small.execute_sql("SELECT 1").fetchone() == (1,)
+    small.close_all()
+
+
+def test_every_pooled_connection_works_after_a_server_restart(throwaway_server):
+    uri = embedded.server_uri(throwaway_server)
+    db = private_pool(uri, pool_max=3)
+    # Fill the pool: three connections, all returned idle.
+    conns = []
+    for _ in range(3):
+        conns.append(threading.Thread(target=lambda: _query(db)))
+    for t in conns:
+        t.start()
+    for t in conns:
+        t.join()
+    # A connection checked out across the restart: its next query must still succeed.
+    db.connect()
+    assert db.execute_sql("SELECT 1").fetchone() == (1,)
+    embedded.stop(throwaway_server, "fast")
+    embedded.start(throwaway_server)
+    assert db.execute_sql("SELECT 2").fetchone() == (2,)
+    db.close()
+    # And every idle connection in the pool was replaced at checkout.
+    for _ in range(5):
+        _query(db)
+    db.close_all()
+
+
+def _query(db):
+    with db.connection_context():
+        assert db.execute_sql("SELECT 1").fetchone() == (1,)
+
+
+def test_wait_for_database_retries_then_fails_with_one_line(throwaway_server, monkeypatch):
+    uri = embedded.server_uri(throwaway_server)
+    embedded.stop(throwaway_server, "fast")
+    db = private_pool(uri, pool_max=1)
+    monkeypatch.setattr("cloutsy.db.current", lambda: db)
+    started = time.monotonic()
+    with pytest.raises(Unavailable) as err:
+        wait_for_database(timeout=1.0)
+    assert time.monotonic() - started < 3
+    assert "not reachable" in err.value.message and "\n" not in err.value.message.strip()
+
+
+def test_wait_for_database_succeeds_when_the_server_comes_up_late(throwaway_server, monkeypatch):
+    uri = embedded.server_uri(throwaway_server)
+    embedded.stop(throwaway_server, "fast")
+    db = private_pool(uri, pool_max=1)
+    monkeypatch.setattr("cloutsy.db.current", lambda: db)
+    starter = threading.Timer(0.8, embedded.start, args=(throwaway_server,))
+    starter.start()
+    wait_for_database(timeout=20)
+    starter.join()
+    db.close_all()
