@@ -20,7 +20,8 @@ import pytest
 
 os.environ.setdefault("CLOUTSY_SECRET_KEY", "test-secret-key-0123456789abcdef")
 if not os.environ.get("DATABASE_URL") and not os.environ.get("POSTGRES_HOST"):
-    os.environ["POSTGRES_DB"] = "cloutsy_test"
+    # CLOUTSY_TEST_DB lets two suites run side by side on one embedded server.
+    os.environ["POSTGRES_DB"] = os.environ.get("CLOUTSY_TEST_DB", "cloutsy_test")
 
 from cloutsy import catalogue, embedded, migrations  # noqa: E402
 from cloutsy.config import Settings, load_settings  # noqa: E402

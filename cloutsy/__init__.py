@@ -1,0 +1,1 @@
+"""Cloutsy data service: PostgreSQL models, JSON API and analytics."""
