@@ -1,0 +1,21 @@
+-- GET a random path from a file (one path a line): ids, niche pages, searches, cursors.
+-- Usage: wrk -s paths.lua URL -- PATHS_FILE
+local paths = {}
+local next_thread = 1
+
+function setup(thread)
+  thread:set("thread_number", next_thread)
+  next_thread = next_thread + 1
+end
+
+function init(args)
+  for line in io.lines(args[1]) do
+    if #line > 0 then paths[#paths + 1] = line end
+  end
+  -- Deterministic but different per thread, so both threads do not walk in step.
+  math.randomseed(1000 + (thread_number or 0))
+end
+
+function request()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
