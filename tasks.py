@@ -186,8 +186,42 @@ def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
         raise Exit(f"tests failed (exit {getattr(result, 'exited', '?')})", code=1)
 
 
+# --- benchmark ---------------------------------------------------------------------------
+
+
+@task(
+    name="bench",
+    help={
+        "rounds": "repeat the whole comparison N times and report medians",
+        "duration": "seconds of measured load per endpoint (after a 3 s warm-up)",
+        "scale": "also check 1,000,000 influencers: list p50, page 500, q search",
+        "writes": "measure sign-ups too (on by default; --no-writes skips them)",
+        "fresh": "re-seed the bench databases even when their row counts match",
+        "drop": "drop the bench databases afterwards instead of keeping them for the next run",
+    },
+)
+def bench(
+    c: Context,
+    rounds: int = 1,
+    duration: int = 10,
+    scale: bool = False,
+    writes: bool = True,
+    fresh: bool = False,
+    drop: bool = False,
+) -> None:
+    """Measure the service against a hand-written psycopg2 baseline under wrk."""
+    with edge():
+        from cloutsy.bench.runner import Options, run
+        from cloutsy.config import load_settings
+
+        options = Options(
+            rounds=rounds, duration=duration, scale=scale, writes=writes, fresh=fresh, drop=drop
+        )
+        say(run(load_settings(), options, say).render())
+
+
 migrate = Collection("migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create)
 seed = Collection("seed", seed_niches)
 db = Collection("db", db_backup, db_restore)
 
-ns = Collection(migrate, seed, db, run_tests)
+ns = Collection(migrate, seed, db, run_tests, bench)
