@@ -59,6 +59,46 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+# --- serving -----------------------------------------------------------------------------
+
+
+@task(name="serve")
+def serve(c: Context, host: str = "", port: int = 0, workers: int = 0) -> None:
+    """Serve the API with gunicorn (development: apply migrations and seed niches first)."""
+    with edge():
+        settings = boot(wait=30)
+        from cloutsy import migrations
+        from cloutsy.catalogue import seed_niches as upsert
+        from cloutsy.db import close_database, database
+
+        with database.connection_context():
+            if settings.is_development:
+                for name in migrations.apply():
+                    say(f"applied: {name}")
+                result = upsert()
+                say(f"niches: {result.created} created, {result.updated} updated")
+            else:
+                waiting = migrations.pending()
+                if waiting:
+                    say(f"warning: {len(waiting)} migration(s) pending; run invoke migrate")
+        close_database()
+    env = dict(os.environ)
+    if host:
+        env["CLOUTSY_HOST"] = host
+    if port:
+        env["CLOUTSY_PORT"] = str(port)
+    if workers:
+        env["CLOUTSY_WORKERS"] = str(workers)
+    bind_host = env.get("CLOUTSY_HOST") or settings.host
+    bind_port = env.get("CLOUTSY_PORT") or settings.port
+    say(f"serving on http://{bind_host}:{bind_port} ({settings.env})")
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:cloutsy.gunicorn_conf",
+            "cloutsy.api.wsgi:app"]  # fmt: skip
+    sys.stdout.flush()
+    # Replace this process: SIGTERM then reaches gunicorn's master directly.
+    os.execve(sys.executable, argv, env)
+
+
 # --- migrations --------------------------------------------------------------------------
 
 
@@ -224,4 +264,4 @@ migrate = Collection("migrate", migrate_apply, migrate_status, migrate_rollback,
 seed = Collection("seed", seed_niches)
 db = Collection("db", db_backup, db_restore)
 
-ns = Collection(migrate, seed, db, run_tests, bench)
+ns = Collection(migrate, seed, db, run_tests, serve, bench)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -47,6 +49,18 @@ class PooledDatabase(ReconnectMixin, PooledPostgresqlDatabase):
     """
 
     reconnect_errors = DISCONNECT_ERRORS
+    # Called with each statement's duration in seconds (metrics, query-count tests).
+    query_observer: Callable[[float], None] | None = None
+
+    def execute_sql(self, sql, params=None):  # type: ignore[no-untyped-def]
+        observer = self.query_observer
+        if observer is None:
+            return super().execute_sql(sql, params)
+        started = time.perf_counter()
+        try:
+            return super().execute_sql(sql, params)
+        finally:
+            observer(time.perf_counter() - started)
 
     def pool_stats(self) -> dict[str, int]:
         """Pool figures for /health and /metrics: max, in use, idle (this process)."""
@@ -56,6 +70,29 @@ class PooledDatabase(ReconnectMixin, PooledPostgresqlDatabase):
                 "inUse": len(self._in_use),
                 "idle": len(self._connections),
             }
+
+    @contextmanager
+    def connected(self) -> Iterator[None]:
+        """Use this thread's open connection, or take one from the pool and give it back after.
+
+        Unlike `connection_context()`, this nests: inside a request or a test transaction
+        it reuses the connection already held and leaves it open.
+        """
+        opened = self.is_closed()
+        if opened:
+            self.connect()
+        try:
+            yield
+        finally:
+            if opened:
+                self.close()
+
+    def connection_is_dead(self) -> bool:
+        """True when this thread's connection was lost (not merely a failed statement)."""
+        if self.is_closed():
+            return False
+        raw = self._state.conn
+        return raw is None or bool(raw.closed)
 
     def discard_connection(self) -> None:
         """Close this thread's connection without returning it to the pool."""

@@ -74,7 +74,10 @@ class TimestampedModel(BaseModel):
     updated_at = _created()
 
     def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.updated_at = utcnow()
+        now = utcnow()
+        if self._pk is None:  # an insert: both stamps are the same instant
+            self.created_at = now
+        self.updated_at = now
         return super().save(*args, **kwargs)
 
 

@@ -109,3 +109,62 @@ def throwaway_server() -> Iterator[Path]:
         with contextlib.suppress(Exception):  # already stopped by the test
             embedded.stop(pgdata, "immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def app_settings(settings: Settings) -> Settings:
+    """Settings for the app under test: development, with an admin token."""
+    return settings.with_overrides(admin_token=ADMIN_TOKEN)
+
+
+@pytest.fixture(scope="session")
+def wsgi_app(pool: PooledDatabase, app_settings: Settings):  # noqa: ANN201
+    """The real WSGI app (one per session: building it is not what we test)."""
+    from cloutsy.api import create_app
+
+    return create_app(app_settings)
+
+
+@pytest.fixture
+def client(db: PooledDatabase, wsgi_app):  # noqa: ANN001, ANN201
+    """A WebTest client on the real app, inside the test's rolled-back transaction."""
+    from webtest import TestApp
+
+    return TestApp(wsgi_app)
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class QueryCounter:
+    """Counts SQL statements run through the pool while active."""
+
+    def __init__(self, pool: PooledDatabase) -> None:
+        self.pool = pool
+        self.count = 0
+
+    def __enter__(self) -> QueryCounter:
+        self.count = 0
+        self.previous = self.pool.query_observer
+
+        def observe(seconds: float) -> None:
+            self.count += 1
+            if self.previous is not None:
+                self.previous(seconds)
+
+        self.pool.query_observer = observe
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.query_observer = self.previous
+
+
+@pytest.fixture
+def queries(pool: PooledDatabase) -> QueryCounter:
+    """`with queries as q: …; q.count` counts the statements the block ran."""
+    return QueryCounter(pool)

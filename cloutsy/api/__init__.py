@@ -1,0 +1,24 @@
+"""The JSON API: `create_app(settings)` builds a Bottle app; bottle's default app is never used."""
+
+from __future__ import annotations
+
+import bottle
+
+from cloutsy.api import accounts, http, metrics, niches, ops
+from cloutsy.config import Settings
+from cloutsy.db import current
+
+
+def create_app(settings: Settings) -> bottle.Bottle:
+    """A configured app; the database proxy must already be initialised (`init_database`)."""
+    app = bottle.Bottle()
+    app.config["json.disable"] = True  # routes return JSON text or bytes themselves
+    app.config["cloutsy.settings"] = settings
+    http.install(app)
+    api = http.Api(app)
+    app.config["cloutsy.api"] = api
+    ops.register(api, settings)
+    niches.register(api, settings)
+    accounts.register(api, settings)
+    current().query_observer = metrics.observe_query
+    return app

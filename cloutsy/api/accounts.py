@@ -1,0 +1,128 @@
+"""Influencer and brand routes: sign-up, browse, detail. Handlers parse, call, serialise."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import bottle
+
+from cloutsy import queries
+from cloutsy.api import auth
+from cloutsy.api.http import MAX_INT, Api, body_as, path_id, query_params, single
+from cloutsy.config import Settings
+from cloutsy.errors import BadRequest, NotFound
+from cloutsy.schemas import (
+    BrandCreate,
+    BrandPage,
+    BrandPrivate,
+    BrandPublic,
+    ErrorOut,
+    InfluencerCreate,
+    InfluencerPage,
+    InfluencerPrivate,
+    InfluencerPublic,
+)
+from cloutsy.services import accounts
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+LIST_PARAMS = {"niche", "q", "verified", "limit", "cursor"}
+LIST_QUERY = (
+    {"name": "niche", "in": "query", "required": False, "style": "form", "explode": True,
+     "description": "niche slug or id; repeat for any of several",
+     "schema": {"type": "array", "maxItems": 10, "items": {
+         "type": "string", "pattern": "^([1-9][0-9]{0,8}|[a-z0-9][a-z0-9-]{0,99})$"}}},
+    {"name": "q", "in": "query", "required": False, "description": "words to search for",
+     "schema": {"type": "string", "maxLength": 200}},
+    {"name": "verified", "in": "query", "required": False,
+     "schema": {"type": "boolean"}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "nextCursor of the previous page",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{4,24}$"}},
+)  # fmt: skip
+
+
+def list_filter() -> queries.ListFilter:
+    """The list query string, checked: 400 bad_request for any value it cannot use."""
+    params = query_params(LIST_PARAMS)
+    slugs: list[str] = []
+    ids: list[int] = []
+    niches = params.get("niche", [])
+    if len(niches) > 10:
+        raise BadRequest("at most 10 niche filters")
+    for value in niches:
+        value = value.strip().lower()
+        if value.isdigit():
+            if len(value) > 10 or not 0 < int(value) <= MAX_INT:
+                raise BadRequest("niche id out of range")
+            ids.append(int(value))
+        elif SLUG.match(value):
+            slugs.append(value)
+        else:
+            raise BadRequest("niche must be a niche slug or id")
+    q = single(params, "q")
+    if q is not None and len(q) > 200:
+        raise BadRequest("q must be at most 200 characters")
+    verified_raw = single(params, "verified")
+    if verified_raw not in (None, "true", "false"):
+        raise BadRequest("verified must be true or false")
+    verified = None if verified_raw is None else verified_raw == "true"
+    limit_raw = single(params, "limit")
+    if limit_raw is None:
+        limit = 20
+    elif limit_raw.isdigit() and len(limit_raw) <= 3 and 1 <= int(limit_raw) <= 100:
+        limit = int(limit_raw)
+    else:
+        raise BadRequest("limit must be a whole number from 1 to 100")
+    cursor = single(params, "cursor")
+    after = queries.decode_cursor(cursor) if cursor is not None else None
+    return queries.ListFilter(tuple(slugs), tuple(ids), q, verified, limit, after)
+
+
+def created(kind: str, account_id: int, body: str) -> str:
+    bottle.response.status = 201
+    bottle.response.set_header("Location", f"/{kind}s/{account_id}")
+    return body
+
+
+def register(api: Api, settings: Settings) -> None:
+    kinds: dict[str, tuple[queries.Kind, Any, Any, Any, Any, Any]] = {
+        "influencer": (queries.INFLUENCERS, InfluencerCreate, InfluencerPublic,
+                       InfluencerPrivate, InfluencerPage, accounts.create_influencer),
+        "brand": (queries.BRANDS, BrandCreate, BrandPublic, BrandPrivate, BrandPage,
+                  accounts.create_brand),
+    }  # fmt: skip
+    for kind, (table, create_model, public, private, page, create) in kinds.items():
+        _register_kind(api, settings, kind, table, create_model, public, private, page, create)
+
+
+def _register_kind(api, settings, kind, table, create_model, public, private, page, create):  # noqa: ANN001, ANN202, PLR0913
+    plural = f"{kind}s"
+
+    @api.route("POST", f"/{plural}", summary=f"Sign up a {kind}", tag=plural,
+               body=create_model, responses={201: private, 400: ErrorOut, 409: ErrorOut,
+                                             413: ErrorOut},
+               links={f"Get{kind.title()}": (f"get{plural.title()}Id",
+                                              {"id": "$response.body#/id"})})  # fmt: skip
+    def sign_up() -> str:
+        account_id, body = create(body_as(create_model))
+        return created(kind, account_id, body)
+
+    @api.route("GET", f"/{plural}", summary=f"Browse {plural} (public view, keyset pages)",
+               tag=plural, query=LIST_QUERY, responses={200: page, 400: ErrorOut})  # fmt: skip
+    def browse() -> str:
+        return queries.page_json(table, list_filter())
+
+    @api.route("GET", f"/{plural}/{{id}}", summary=f"One {kind}: public view, private for itself",
+               tag=plural, auth="optional",
+               responses={200: public, 401: ErrorOut, 404: ErrorOut})  # fmt: skip
+    def detail(id: str) -> str:  # noqa: A002 - the path parameter's name
+        account_id = path_id(id)
+        who = auth.caller(settings) if "HTTP_AUTHORIZATION" in bottle.request.environ else None
+        private_view = who is not None and (who.is_admin or who.owns(kind, account_id))
+        body = queries.account_json(table, account_id, private_view)
+        if body is None:
+            raise NotFound(f"no such {kind}")
+        return body

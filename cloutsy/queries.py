@@ -1,0 +1,266 @@
+"""The read side: each public read is ONE SQL statement whose JSON PostgreSQL builds itself.
+
+Why raw SQL here when the rest uses peewee: a read endpoint is one round trip, and the
+body goes from the database to the client without being parsed or re-encoded in
+Python (issue 6: twice the throughput of a hand-written psycopg2 app). The SQL text
+for each combination of filters is built once and cached; values are always bound
+parameters. The views' field lists below are the contract's public/private views
+(CONTRACT §5); `cloutsy.schemas` documents the same shapes for OpenAPI.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from cloutsy.db import database
+from cloutsy.errors import BadRequest
+from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH
+
+NICHE_REF = ("id", "name", "slug", "icon")
+
+INFLUENCER_PUBLIC = (
+    "id", "name", "username", "gender", "bio", "profile_image", "is_phone_verified",
+    "is_active", "created_at", "updated_at",
+)  # fmt: skip
+INFLUENCER_PRIVATE = (*INFLUENCER_PUBLIC, "email", "phone", "date_of_birth")
+
+BRAND_PUBLIC = (
+    "id", "brand_name", "username", "legal_entity_name", "company_type", "brand_bio",
+    "profile_image", "is_phone_verified", "is_profile_completed", "is_active", "created_at",
+    "updated_at",
+)  # fmt: skip
+BRAND_PRIVATE = (
+    *BRAND_PUBLIC, "email", "phone", "brand_email_id", "poc_name", "poc_designation",
+    "poc_email_id", "poc_contact_number", "incorporation_document", "gst_document",
+    "pan_document",
+)  # fmt: skip
+
+
+def camel(column: str) -> str:
+    head, *rest = column.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _object(alias: str, columns: Sequence[str]) -> str:
+    pairs = ", ".join(f"'{camel(c)}', {alias}.{c}" for c in columns)
+    return f"json_build_object({pairs}"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What differs between influencers and brands on the read side."""
+
+    table: str
+    link_table: str
+    link_column: str
+    search: str
+    public: tuple[str, ...]
+    private: tuple[str, ...]
+
+    def niches_json(self, alias: str) -> str:
+        ref = ", ".join(f"'{c}', n.{c}" for c in NICHE_REF)
+        return (
+            f"(SELECT coalesce(json_agg(json_build_object({ref}) ORDER BY n.id), '[]'::json) "
+            f"FROM {self.link_table} l JOIN niches n ON n.id = l.niche_id "
+            f"WHERE l.{self.link_column} = {alias}.id)"
+        )
+
+    def view(self, alias: str, private: bool) -> str:
+        columns = self.private if private else self.public
+        return f"{_object(alias, columns)}, 'niches', {self.niches_json(alias)})"
+
+
+INFLUENCERS = Kind(
+    "influencers", "influencer_niches", "influencer_id", INFLUENCER_SEARCH,
+    INFLUENCER_PUBLIC, INFLUENCER_PRIVATE,
+)  # fmt: skip
+BRANDS = Kind("brands", "brand_niches", "brand_id", BRAND_SEARCH, BRAND_PUBLIC, BRAND_PRIVATE)
+
+
+# --- detail ------------------------------------------------------------------------------
+
+
+@cache
+def _detail_sql(kind: Kind, private: bool) -> str:
+    view = kind.view("a", private)
+    return f"SELECT {view}::text FROM {kind.table} a WHERE a.id = %s AND a.is_active"
+
+
+def account_json(kind: Kind, account_id: int, private: bool = False) -> str | None:
+    """One active account's view as JSON text, or None."""
+    row = database.execute_sql(_detail_sql(kind, private), (account_id,)).fetchone()
+    return row[0] if row else None
+
+
+def get_influencer(influencer_id: int, private: bool = False) -> dict[str, Any] | None:
+    """One active influencer's view as a dict (analytics, tests), or None."""
+    text = account_json(INFLUENCERS, influencer_id, private)
+    return json.loads(text) if text else None
+
+
+def get_brand(brand_id: int, private: bool = False) -> dict[str, Any] | None:
+    """One active brand's view as a dict (analytics, tests), or None."""
+    text = account_json(BRANDS, brand_id, private)
+    return json.loads(text) if text else None
+
+
+# --- lists -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """A validated list request: niche slugs/ids (any of), text query, verified flag, page."""
+
+    niche_slugs: tuple[str, ...] = ()
+    niche_ids: tuple[int, ...] = ()
+    q: str | None = None
+    verified: bool | None = None
+    limit: int = 20
+    after_id: int | None = None
+
+
+@cache
+def _list_sql(kind: Kind, niches: bool, search: bool, verified: bool, after: bool) -> str:
+    where = ["a.is_active"]
+    if after:
+        where.append("a.id < %(after)s")
+    if verified:
+        where.append("a.is_phone_verified = %(verified)s")
+    if niches:
+        where.append(
+            f"EXISTS (SELECT 1 FROM {kind.link_table} l WHERE l.{kind.link_column} = a.id "
+            "AND l.niche_id IN (SELECT n.id FROM niches n "
+            "WHERE n.slug = ANY(%(slugs)s) OR n.id = ANY(%(ids)s)))"
+        )
+    if search:
+        # The exact indexed expression (unqualified: `a` is the only table in scope).
+        where.append(f"{kind.search} @@ to_tsquery('simple', %(tsquery)s)")
+    return (
+        f"SELECT a.id, {kind.view('a', False)}::text FROM {kind.table} a "
+        f"WHERE {' AND '.join(where)} ORDER BY a.id DESC LIMIT %(limit)s"
+    )
+
+
+def tsquery(q: str) -> str | None:
+    """Prefix-match every word of `q` (`jan doe` -> `jan:* & doe:*`); None if it has no words."""
+    words = re.findall(r"\w+", q.lower())[:8]
+    return " & ".join(f"{w[:50]}:*" for w in words) or None
+
+
+def page_json(kind: Kind, f: ListFilter) -> str:
+    """A page `{"items":[…],"nextCursor":…}` as JSON text, in one statement."""
+    ts = tsquery(f.q) if f.q is not None else None
+    if f.q is not None and ts is None:
+        return '{"items":[],"nextCursor":null}'
+    niches = bool(f.niche_slugs or f.niche_ids)
+    sql = _list_sql(kind, niches, ts is not None, f.verified is not None, f.after_id is not None)
+    params = {
+        "after": f.after_id,
+        "verified": f.verified,
+        "slugs": list(f.niche_slugs),
+        "ids": list(f.niche_ids),
+        "tsquery": ts,
+        "limit": f.limit + 1,
+    }
+    rows = database.execute_sql(sql, params).fetchall()
+    more = len(rows) > f.limit
+    rows = rows[: f.limit]
+    cursor = f'"{encode_cursor(rows[-1][0])}"' if more else "null"
+    return '{"items":[' + ",".join(r[1] for r in rows) + '],"nextCursor":' + cursor + "}"
+
+
+def list_influencers(
+    niche_ids: list[int] | None = None,
+    q: str | None = None,
+    verified: bool | None = None,
+    limit: int = 20,
+    after_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """A page of influencers as dicts (analytics and tests use this form)."""
+    f = ListFilter((), tuple(niche_ids or ()), q, verified, limit, after_id)
+    return json.loads(page_json(INFLUENCERS, f))["items"]
+
+
+def list_brands(
+    niche_ids: list[int] | None = None,
+    q: str | None = None,
+    verified: bool | None = None,
+    limit: int = 20,
+    after_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """A page of brands as dicts."""
+    f = ListFilter((), tuple(niche_ids or ()), q, verified, limit, after_id)
+    return json.loads(page_json(BRANDS, f))["items"]
+
+
+CURSOR_PREFIX = "v1:"
+
+
+def encode_cursor(last_id: int) -> str:
+    """Opaque keyset cursor: the last id seen, versioned, base64url."""
+    raw = f"{CURSOR_PREFIX}{last_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The id behind a cursor; BadRequest if it was not made by `encode_cursor`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadRequest("cursor is not valid") from None
+    if not raw.startswith(CURSOR_PREFIX) or not raw[len(CURSOR_PREFIX) :].isdigit():
+        raise BadRequest("cursor is not valid")
+    value = int(raw[len(CURSOR_PREFIX) :])
+    if not 0 < value <= 2_147_483_647:
+        raise BadRequest("cursor is not valid")
+    return value
+
+
+# --- niches ------------------------------------------------------------------------------
+
+_NICHE_COUNTS = """
+SELECT {select}
+  FROM niches n
+  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM influencer_niches l
+               JOIN influencers a ON a.id = l.influencer_id AND a.is_active
+              GROUP BY l.niche_id) ic ON ic.niche_id = n.id
+  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM brand_niches l
+               JOIN brands a ON a.id = l.brand_id AND a.is_active
+              GROUP BY l.niche_id) bc ON bc.niche_id = n.id
+ WHERE n.is_active {extra}
+"""
+_NICHE_OBJECT = (
+    "json_build_object('id', n.id, 'name', n.name, 'slug', n.slug, 'icon', n.icon, "
+    "'description', n.description, 'influencerCount', coalesce(ic.c, 0), "
+    "'brandCount', coalesce(bc.c, 0))"
+)
+NICHES_SQL = _NICHE_COUNTS.format(
+    select=f"coalesce(json_agg({_NICHE_OBJECT} ORDER BY n.name), '[]'::json)::text", extra=""
+)
+NICHE_SQL = _NICHE_COUNTS.format(
+    select=f"{_NICHE_OBJECT}::text", extra="AND (n.id = %(id)s OR n.slug = %(slug)s)"
+)
+
+
+def niches_json() -> str:
+    """`{"items":[…]}`: active niches with active account counts, one aggregate query."""
+    return '{"items":' + database.execute_sql(NICHES_SQL).fetchone()[0] + "}"
+
+
+def niche_json(key: str) -> str | None:
+    """One active niche by id or slug, with counts, as JSON text (None if unknown)."""
+    ident = int(key) if key.isdigit() and len(key) < 10 else None
+    row = database.execute_sql(NICHE_SQL, {"id": ident, "slug": key}).fetchone()
+    return row[0] if row else None
+
+
+def list_niches() -> list[dict[str, Any]]:
+    """Active niches with counts as dicts (analytics and tests)."""
+    return json.loads(niches_json())["items"]

@@ -1,0 +1,161 @@
+"""The real server: `invoke serve` on a free port, spoken to over HTTP, then SIGTERM.
+
+Also the bounded schemathesis run over /openapi.json (no 500, no response breaking the
+schema, stateful links from sign-up to detail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, truncate_all
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body: dict | None = None, headers: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+class LiveServer:
+    def __init__(self, port: int, process: subprocess.Popen, log: Path, handle) -> None:
+        self.port, self.process, self.log, self.handle = port, process, log, handle
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=20)
+        self.handle.close()
+        return code
+
+
+def start_server(tmp: Path, **env_extra: str) -> LiveServer:
+    port = free_port()
+    log = tmp / f"serve-{port}.log"
+    env = dict(os.environ, CLOUTSY_PORT=str(port), CLOUTSY_WORKERS="2",
+               CLOUTSY_ADMIN_TOKEN=ADMIN_TOKEN)  # fmt: skip
+    env.update(env_extra)
+    handle = log.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "serve"], cwd=ROOT, env=env,
+        stdout=handle, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if http("GET", f"http://127.0.0.1:{port}/health")[0] == 200:
+                return LiveServer(port, process, log, handle)
+        except OSError:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    handle.close()
+    raise AssertionError(f"server did not start:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def live_server(pool, tmp_path_factory):
+    truncate_all(pool)
+    server = start_server(tmp_path_factory.mktemp("serve"))
+    yield server
+    server.stop()
+    truncate_all(pool)
+
+
+def test_the_served_api_answers_over_http(live_server):
+    status, headers, body = http("GET", f"{live_server.url}/health")
+    assert status == 200 and json.loads(body)["database"]["pendingMigrations"] == 0
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+    assert headers["X-Request-Id"]
+
+    status, _, body = http("GET", f"{live_server.url}/niches")
+    niches = json.loads(body)["items"]
+    assert status == 200 and len(niches) >= 20
+
+    person = {"name": "Live", "username": "live.one", "email": "live@example.com",
+              "phone": "9123456780", "nicheIds": [niches[0]["id"]]}  # fmt: skip
+    status, headers, body = http("POST", f"{live_server.url}/influencers", person)
+    assert status == 201, body
+    created = json.loads(body)
+    assert headers["Location"] == f"/influencers/{created['id']}"
+
+    status, _, body = http("GET", f"{live_server.url}/influencers/{created['id']}")
+    assert status == 200 and json.loads(body)["username"] == "live.one"
+    status, _, body = http("GET", f"{live_server.url}/influencers?niche={niches[0]['slug']}")
+    assert [i["id"] for i in json.loads(body)["items"]] == [created["id"]]
+
+    twin = dict(person, username="LIVE.ONE", email="twin@example.com", phone="9123456781")
+    status, _, body = http("POST", f"{live_server.url}/influencers", twin)
+    assert status == 409 and json.loads(body)["error"]["details"][0]["field"] == "username"
+    status, _, body = http("GET", f"{live_server.url}/nowhere")
+    assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+
+    status, headers, body = http("GET", f"{live_server.url}/metrics")
+    text = body.decode()
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    # Counted across both workers: every request above shows up.
+    assert 'route="/influencers",status="201"' in text
+    assert "cloutsy_db_pool_max 10.0" in text  # 2 workers x pool of 5, summed
+
+
+def test_openapi_describes_every_route(live_server, wsgi_app):
+    status, _, body = http("GET", f"{live_server.url}/openapi.json")
+    doc = json.loads(body)
+    assert status == 200 and doc["openapi"].startswith("3.1")
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    routes = {(r.method, r.rule.replace("<", "{").replace(">", "}")) for r in wsgi_app.routes}
+    assert routes == documented
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert op["responses"], (method, path)
+
+
+def test_schemathesis_finds_no_server_error_nor_schema_break(live_server):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", f"{live_server.url}/openapi.json",
+         "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+         "--max-examples", "25", "--seed", "7", "--generation-deterministic",
+         "--request-timeout", "10"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert " passed" in result.stdout
+    print(f"schemathesis: {took:.1f} s")
+
+
+def test_sigterm_drains_and_exits_zero(pool, tmp_path):
+    server = start_server(tmp_path, CLOUTSY_WORKERS="1")
+    assert server.stop() == 0
+    log = server.log.read_text()
+    assert "Shutting down" in log and "Traceback" not in log
