@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from argon2 import PasswordHasher
 
 from cloutsy.db import database
 from cloutsy.errors import Invalid
 from cloutsy.models import COMPANY_TYPES, GENDERS
-from cloutsy.passwords import hash_password
 
 Progress = Callable[[str, int, int], None]
 
@@ -115,6 +115,12 @@ BIO_CLOSERS = (
     " DM for collaborations.",
     " Sharing what I learn along the way.",
     " Honest reviews, no fluff.",
+)
+BRAND_BIOS = (
+    "{brand} is a homegrown brand from {city}.",
+    "Made in {city}: {brand} builds products people come back to.",
+    "{brand}, {city}. Working with creators since day one.",
+    "Thoughtfully made in {city}. Say hello to {brand}.",
 )
 EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
 BRAND_WORDS = _words(
@@ -272,7 +278,7 @@ def seed_demo(
     rng = np.random.default_rng(random_seed)
     end = _anchor()
     with _connection(), database.atomic():
-        niche_ids, slugs, descriptions = _active_niches()
+        niche_ids, slugs, names = _active_niches()
         first = _next_ids()
         affinity = _affinity(slugs)
         inf = _influencer_rows(rng, influencers, days, end, first["influencers"])
@@ -286,8 +292,8 @@ def seed_demo(
             NICHES_PER_INFLUENCER,
             affinity,
         )
-        _fill_bios(rng, inf, inf_links, niche_ids, descriptions)
-        password = hash_password(DEMO_PASSWORD)  # once: Argon2 is slow on purpose
+        _fill_bios(rng, inf, inf_links, niche_ids, names)
+        password = PasswordHasher().hash(DEMO_PASSWORD)  # Argon2id, once: it is slow on purpose
         brand = _brand_rows(rng, brands, days, end, first["brands"], password)
         brand_links = _links(
             rng,
@@ -323,7 +329,7 @@ def seed_demo(
 
 def _active_niches() -> tuple[np.ndarray, list[str], list[str]]:
     rows = database.execute_sql(
-        "SELECT id, slug, coalesce(description, name) FROM niches WHERE is_active ORDER BY id"
+        "SELECT id, slug, name FROM niches WHERE is_active ORDER BY id"
     ).fetchall()
     if not rows:
         raise Invalid("there are no active niches: run `invoke seed` first")
@@ -484,13 +490,13 @@ def _fill_bios(
     rows: dict[str, Any],
     links: dict[str, Any],
     niche_ids: np.ndarray,
-    descriptions: Sequence[str],
+    names: Sequence[str],
 ) -> None:
     """Bios mention the account's first niche and city; some accounts leave theirs empty."""
     n = len(rows["id"])
     if n == 0:
         return
-    topic = {int(i): _topic(d) for i, d in zip(niche_ids.tolist(), descriptions, strict=True)}
+    topic = {i: name.lower() for i, name in zip(niche_ids.tolist(), names, strict=True)}
     first_link = np.unique(links["owner_index"], return_index=True)[1]
     primary = np.asarray(links["niche_id"])[first_link]
     opener = rng.integers(0, len(BIO_OPENERS), size=n).tolist()
@@ -503,14 +509,6 @@ def _fill_bios(
         + BIO_CLOSERS[closer[k]]
         for k in range(n)
     ]
-
-
-def _topic(description: str) -> str:
-    """'Fashion, style, and clothing content' -> 'fashion, style, and clothing'."""
-    words = description.split()
-    if words and words[-1].lower() == "content":
-        words = words[:-1]
-    return " ".join(words).lower() or "creator"
 
 
 # --- brands --------------------------------------------------------------------------------
@@ -534,6 +532,7 @@ def _brand_rows(
     verified = rng.random(n) < 0.6 + 0.1 * age_share + 0.1 * complete
     active = rng.random(n) >= 0.02
     poc_phone = rng.integers(6_000_000_000, 10_000_000_000, size=n)
+    bio, city = rng.integers(0, len(BRAND_BIOS), size=n), _pick(rng, CITIES, n)
     columns: dict[str, list[Any]] = {c: [] for c in BRAND_COLUMNS}
     for k, i in enumerate(ids.tolist()):
         word, noun = words[k], nouns[k]
@@ -542,7 +541,7 @@ def _brand_rows(
         values = {
             "company_type": company[k],
             "legal_entity_name": f"{word} {noun} {LEGAL_SUFFIX[company[k]]}",
-            "brand_bio": f"{word} {noun} makes {noun.lower()} people love. Based in India.",
+            "brand_bio": BRAND_BIOS[bio[k]].format(brand=f"{word} {noun}", city=city[k]),
             "profile_image": f"https://images.example.com/brands/{i}.png",
             "brand_email_id": f"contact@{site}",
             "poc_name": f"{poc_first[k]} {poc_last[k]}",

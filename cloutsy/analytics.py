@@ -1,0 +1,607 @@
+"""What the notebooks call: growth, niche and query-timing figures as pandas DataFrames.
+
+Every figure is computed by PostgreSQL (date_trunc, generate_series for empty
+periods, GROUP BY) and only the small result crosses the wire, so the functions
+answer in well under a second at 100,000 accounts and never load a table into
+pandas. Each takes its own connection (or reuses the caller's), so a notebook
+just calls `connect()` once and then the functions. Importing this module never
+imports the web layer.
+
+Periods are UTC; weeks start on Monday (ISO). Account counts per niche count active
+accounts in active niches; sign-ups and funnels count every account that signed up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg2
+from peewee import prefetch
+
+from cloutsy.config import Settings, load_settings
+from cloutsy.db import database, init_database
+from cloutsy.models import Influencer, InfluencerNiche, Niche
+
+PERIODS = {"day": "1 day", "week": "1 week", "month": "1 month"}
+# The brand fields that make a profile complete (CONTRACT §6, `isProfileCompleted`).
+PROFILE_FIELDS = (
+    "legal_entity_name", "company_type", "brand_email_id", "poc_name", "poc_designation",
+    "poc_email_id", "poc_contact_number", "brand_bio", "profile_image",
+    "incorporation_document", "gst_document", "pan_document",
+)  # fmt: skip
+ACCOUNT_TABLES = {"influencer": ("influencers", "influencer_niches", "influencer_id"),
+                  "brand": ("brands", "brand_niches", "brand_id")}  # fmt: skip
+LARGE_TABLE_ROWS = 10_000  # a sequential scan over more rows than this is flagged
+
+
+def connect(environ: Mapping[str, str] | None = None) -> Settings:
+    """Point the package at the configured database (CONTRACT §3) unless already done."""
+    settings = load_settings(environ)
+    if database.obj is None:
+        init_database(settings)
+    return settings
+
+
+init_from_env = connect
+
+
+@contextlib.contextmanager
+def _connection() -> Iterator[None]:
+    """A connection for one call; the caller's (and its open transaction) is reused.
+
+    peewee's `connection_context()` closes on exit even a connection it did not
+    open, which fails inside the caller's transaction, so enter it only when closed.
+    """
+    if database.is_closed():
+        with database.connection_context():
+            yield
+    else:
+        yield
+
+
+def _frame(sql: str, params: Any = None) -> pd.DataFrame:
+    """Run `sql` and return its rows as a DataFrame with the query's column names."""
+    with _connection():
+        cursor = database.execute_sql(sql, params)
+        columns = [c[0] for c in cursor.description]
+        return pd.DataFrame(cursor.fetchall(), columns=columns)
+
+
+def _step(period: str) -> str:
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
+    return PERIODS[period]
+
+
+# --- growth --------------------------------------------------------------------------------
+
+# Accounts older than the range fall into one bucket just before it (`lo - step`), so
+# a single scan of each table yields both the per-period counts and the running totals.
+SIGNUPS = """
+WITH bounds AS MATERIALIZED (
+    SELECT date_trunc(%(period)s, coalesce(%(start)s::timestamptz,
+               least((SELECT min(created_at) FROM influencers),
+                     (SELECT min(created_at) FROM brands), now()))) AS lo,
+           date_trunc(%(period)s, coalesce(%(end)s::timestamptz, now())) AS hi
+), inf AS (
+    SELECT greatest(date_trunc(%(period)s, a.created_at), lo - %(step)s::interval) AS period,
+           count(*) AS n
+      FROM influencers a, bounds
+     WHERE a.created_at < hi + %(step)s::interval GROUP BY 1
+), br AS (
+    SELECT greatest(date_trunc(%(period)s, a.created_at), lo - %(step)s::interval) AS period,
+           count(*) AS n
+      FROM brands a, bounds
+     WHERE a.created_at < hi + %(step)s::interval GROUP BY 1
+), series AS (
+    SELECT p.period,
+           coalesce(i.n, 0) AS influencers,
+           coalesce(b.n, 0) AS brands,
+           sum(coalesce(i.n, 0)) OVER w AS influencers_total,
+           sum(coalesce(b.n, 0)) OVER w AS brands_total
+      FROM bounds,
+           generate_series(lo - %(step)s::interval, hi, %(step)s::interval) AS p(period)
+      LEFT JOIN inf i ON i.period = p.period
+      LEFT JOIN br b ON b.period = p.period
+    WINDOW w AS (ORDER BY p.period)
+)
+SELECT s.period, s.influencers, s.brands,
+       s.influencers_total::bigint AS influencers_total,
+       s.brands_total::bigint AS brands_total,
+       s.period + %(step)s::interval <= now() AS complete
+  FROM series s, bounds
+ WHERE s.period >= lo
+"""
+
+
+def signups(
+    period: str = "day",
+    start: dt.date | dt.datetime | None = None,
+    end: dt.date | dt.datetime | None = None,
+) -> pd.DataFrame:
+    """Sign-ups per period with running totals; periods without sign-ups appear as 0.
+
+    Columns: period (start, UTC), influencers, brands, influencers_total,
+    brands_total, complete (False for the period still under way). The range runs
+    from the first sign-up (or `start`) to now (or `end`).
+    """
+    params = {"period": period, "step": _step(period), "start": start, "end": end}
+    frame = _frame(SIGNUPS + " ORDER BY s.period", params)
+    return frame.astype({"influencers": "int64", "brands": "int64", "complete": "bool"})
+
+
+def growth(
+    period: str = "week",
+    start: dt.date | dt.datetime | None = None,
+    end: dt.date | dt.datetime | None = None,
+) -> pd.DataFrame:
+    """Period-over-period growth (week-over-week, month-over-month) in %, complete periods only.
+
+    A growth figure is empty (NaN) when the previous period had no sign-ups.
+    """
+    sql = f"""
+    SELECT period, influencers, brands,
+           (100.0 * (influencers - lag(influencers) OVER w)
+                  / nullif(lag(influencers) OVER w, 0))::float8 AS influencers_growth_pct,
+           (100.0 * (brands - lag(brands) OVER w) / nullif(lag(brands) OVER w, 0))::float8
+               AS brands_growth_pct
+      FROM ({SIGNUPS}) s
+     WHERE complete
+    WINDOW w AS (ORDER BY period)
+     ORDER BY period
+    """
+    params = {"period": period, "step": _step(period), "start": start, "end": end}
+    return _frame(sql, params).astype({"influencers_growth_pct": "float64",
+                                       "brands_growth_pct": "float64"})  # fmt: skip
+
+
+def verification_funnel() -> pd.DataFrame:
+    """Signed up -> phone verified, for influencers and brands (every account that signed up)."""
+    return _frame("""
+    SELECT account_type, signed_up, phone_verified,
+           round(100.0 * phone_verified / nullif(signed_up, 0), 1)::float8 AS verified_pct
+      FROM (SELECT 'influencers' AS account_type, count(*) AS signed_up,
+                   count(*) FILTER (WHERE is_phone_verified) AS phone_verified, 1 AS ord
+              FROM influencers
+            UNION ALL
+            SELECT 'brands', count(*), count(*) FILTER (WHERE is_phone_verified), 2
+              FROM brands) t
+     ORDER BY ord
+    """)
+
+
+def profile_funnel() -> pd.DataFrame:
+    """Brand signed up -> started its profile -> half filled -> profile completed.
+
+    Steps count brands with at least 1, at least 6 of the 12 profile and document
+    fields filled, and those the service marks completed (all 12).
+    """
+    filled = "num_nonnulls(" + ", ".join(f"nullif({f}::text, '')" for f in PROFILE_FIELDS) + ")"
+    return _frame(f"""
+    WITH b AS (
+        SELECT count(*) AS signed_up,
+               count(*) FILTER (WHERE {filled} >= 1) AS started,
+               count(*) FILTER (WHERE {filled} >= 6) AS half,
+               count(*) FILTER (WHERE is_profile_completed) AS completed
+          FROM brands
+    )
+    SELECT s.step, s.brands,
+           round(100.0 * s.brands / nullif(b.signed_up, 0), 1)::float8 AS pct_of_signed_up
+      FROM b, LATERAL (VALUES (1, 'signed up', b.signed_up),
+                              (2, 'started profile', b.started),
+                              (3, 'half complete', b.half),
+                              (4, 'profile completed', b.completed)) AS s(ord, step, brands)
+     ORDER BY s.ord
+    """)
+
+
+# --- niches --------------------------------------------------------------------------------
+
+PER_NICHE = """
+SELECT n.id AS niche_id, n.name AS niche, n.slug,
+       coalesce(i.c, 0) AS influencers, coalesce(b.c, 0) AS brands
+  FROM niches n
+  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM influencer_niches l
+               JOIN influencers a ON a.id = l.influencer_id AND a.is_active
+              GROUP BY l.niche_id) i ON i.niche_id = n.id
+  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM brand_niches l
+               JOIN brands a ON a.id = l.brand_id AND a.is_active
+              GROUP BY l.niche_id) b ON b.niche_id = n.id
+ WHERE n.is_active
+"""
+
+
+def accounts_per_niche() -> pd.DataFrame:
+    """Active influencers and brands per active niche (niches nobody picked show 0), most first."""
+    return _frame(PER_NICHE + " ORDER BY influencers DESC, brands DESC, n.name")
+
+
+def demand_supply() -> pd.DataFrame:
+    """Brand demand against influencer supply per niche.
+
+    supply_pct and demand_pct are each niche's share of all influencer and brand
+    picks; demand_index = demand_pct / supply_pct (> 1: brands want more of this
+    niche than creators offer); brands_per_100_influencers is the raw ratio.
+    """
+    return _frame(f"""
+    SELECT niche_id, niche, slug, influencers, brands,
+           round(100.0 * influencers / nullif(sum(influencers) OVER (), 0), 2)::float8
+               AS supply_pct,
+           round(100.0 * brands / nullif(sum(brands) OVER (), 0), 2)::float8 AS demand_pct,
+           round((brands::numeric / nullif(sum(brands) OVER (), 0))
+                 / nullif(influencers::numeric / nullif(sum(influencers) OVER (), 0), 0), 2)::float8
+               AS demand_index,
+           round(100.0 * brands / nullif(influencers, 0), 2)::float8 AS brands_per_100_influencers
+      FROM ({PER_NICHE}) t
+     ORDER BY demand_index DESC NULLS LAST, niche
+    """).astype({"demand_index": "float64", "brands_per_100_influencers": "float64"})
+
+
+def niches_per_account() -> pd.DataFrame:
+    """How many niches each active account picked: accounts per count (0 included)."""
+    return _frame("""
+    WITH counts AS (
+        SELECT 'influencers' AS kind, count(l.niche_id) AS niches
+          FROM influencers a LEFT JOIN influencer_niches l ON l.influencer_id = a.id
+         WHERE a.is_active GROUP BY a.id
+        UNION ALL
+        SELECT 'brands', count(l.niche_id)
+          FROM brands a LEFT JOIN brand_niches l ON l.brand_id = a.id
+         WHERE a.is_active GROUP BY a.id
+    ), span AS (
+        SELECT generate_series(0, coalesce(max(niches), 0)) AS niches FROM counts
+    )
+    SELECT s.niches,
+           count(c.kind) FILTER (WHERE c.kind = 'influencers') AS influencers,
+           count(c.kind) FILTER (WHERE c.kind = 'brands') AS brands
+      FROM span s LEFT JOIN counts c ON c.niches = s.niches
+     GROUP BY s.niches ORDER BY s.niches
+    """)
+
+
+def niche_cooccurrence(account_type: str = "influencer") -> pd.DataFrame:
+    """Square matrix: how many active accounts picked both niches (diagonal 0; niche names)."""
+    if account_type not in ACCOUNT_TABLES:
+        raise ValueError(f"account_type must be influencer or brand, got {account_type!r}")
+    table, links, owner = ACCOUNT_TABLES[account_type]
+    pairs = _frame(f"""
+    WITH pairs AS MATERIALIZED (
+        SELECT x.niche_id AS a, y.niche_id AS b, count(*) AS c
+          FROM {links} x
+          JOIN {links} y ON y.{owner} = x.{owner} AND x.niche_id < y.niche_id
+          JOIN {table} t ON t.id = x.{owner} AND t.is_active
+         GROUP BY 1, 2
+    ), both_ways AS (
+        SELECT a, b, c FROM pairs UNION ALL SELECT b, a, c FROM pairs
+    )
+    SELECT na.name AS niche, nb.name AS other, coalesce(p.c, 0) AS accounts
+      FROM niches na CROSS JOIN niches nb
+      LEFT JOIN both_ways p ON p.a = na.id AND p.b = nb.id
+     WHERE na.is_active AND nb.is_active
+     ORDER BY na.name, nb.name
+    """)
+    matrix = pairs.pivot(index="niche", columns="other", values="accounts")
+    matrix.index.name, matrix.columns.name = "niche", None
+    return matrix.astype("int64")
+
+
+# --- query timings -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Typical arguments for the timed queries, read from the data they will run on."""
+
+    influencer_id: int
+    brand_id: int
+    niche_id: int
+    word: str
+    after_id: int
+
+
+def probe() -> Probe:
+    """Pick a mid-table influencer and brand, the most popular niche and a common name word."""
+    with _connection():
+        row = database.execute_sql("""
+        SELECT (SELECT id FROM influencers WHERE is_active AND id >=
+                   (SELECT max(id) / 2 FROM influencers) ORDER BY id LIMIT 1),
+               (SELECT id FROM brands WHERE is_active AND id >=
+                   (SELECT max(id) / 2 FROM brands) ORDER BY id LIMIT 1),
+               (SELECT niche_id FROM influencer_niches GROUP BY niche_id
+                 ORDER BY count(*) DESC, niche_id LIMIT 1),
+               (SELECT min(id) FROM niches WHERE is_active)
+        """).fetchone()
+        name = database.execute_sql(
+            "SELECT name FROM influencers WHERE id = %s", (row[0],)
+        ).fetchone()
+    word = (re.findall(r"\w+", name[0].lower()) or ["a"])[0] if name else "a"
+    return Probe(
+        influencer_id=row[0] or 1,
+        brand_id=row[1] or 1,
+        niche_id=row[2] or row[3] or 1,
+        word=word,
+        after_id=row[0] or 1,
+    )
+
+
+TimedQuery = tuple[str, Callable[[Probe], object]]
+
+
+def key_queries() -> list[TimedQuery]:
+    """The service's key reads: the API's own (`cloutsy.queries`) once it exists, else ours."""
+    try:
+        from cloutsy import queries as api
+    except ImportError:  # the API's read side has not landed: time the ORM equivalents
+        return [
+            ("get influencer", lambda p: _orm_influencer(p.influencer_id)),
+            ("list influencers", lambda p: _orm_page(None)),
+            ("list influencers by niche", lambda p: _orm_page(p.niche_id)),
+        ]
+    return [
+        ("get influencer", lambda p: api.get_influencer(p.influencer_id)),
+        ("list influencers", lambda p: api.list_influencers()),
+        ("list influencers by niche", lambda p: api.list_influencers(niche_ids=[p.niche_id])),
+        ("search influencers", lambda p: api.list_influencers(q=p.word)),
+        (
+            "verified influencers, next page",
+            lambda p: api.list_influencers(verified=True, after_id=p.after_id),
+        ),  # fmt: skip
+        ("get brand", lambda p: api.get_brand(p.brand_id)),
+        ("list brands by niche", lambda p: api.list_brands(niche_ids=[p.niche_id])),
+        ("list niches", lambda p: api.list_niches()),
+    ]
+
+
+def _percentiles(name: str, seconds: Sequence[float], **extra: Any) -> dict[str, Any]:
+    ms = np.asarray(seconds) * 1000.0
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    return {"query": name, **extra, "runs": len(ms), "p50_ms": p50, "p95_ms": p95,
+            "p99_ms": p99, "mean_ms": float(ms.mean())}  # fmt: skip
+
+
+def _time(call: Callable[[], object], repeat: int, budget_s: float) -> list[float]:
+    """Durations of up to `repeat` calls, stopping once `budget_s` is spent (at least one call).
+
+    The budget keeps every timing function under a second on a large database; a
+    slow query simply gets fewer runs (the `runs` column says how many).
+    """
+    out: list[float] = []
+    stop = time.perf_counter() + budget_s
+    while len(out) < repeat:
+        started = time.perf_counter()
+        call()
+        finished = time.perf_counter()
+        out.append(finished - started)
+        if finished >= stop:
+            break
+    return out
+
+
+def query_timings(
+    repeat: int = 50, budget_s: float = 0.6, queries: Sequence[TimedQuery] | None = None
+) -> pd.DataFrame:
+    """p50/p95/p99 in ms of each key query (up to `repeat` runs), with its SQL statement count.
+
+    The first, untimed run of each query counts its statements and warms caches up.
+    """
+    chosen = list(queries or key_queries())
+    rows = []
+    with _connection():
+        p = probe()
+        for name, query in chosen:
+            with count_statements() as seen:
+                query(p)
+            timings = _time(lambda q=query: q(p), repeat, budget_s / len(chosen))
+            rows.append(_percentiles(name, timings, statements=len(seen)))
+    return pd.DataFrame(rows)
+
+
+@contextlib.contextmanager
+def count_statements() -> Iterator[list[tuple[str, Any]]]:
+    """Record every (sql, params) this thread sends through the database while inside.
+
+    peewee's own query log would do, but the service's redacting log filter rewrites
+    those records, so the pool's `execute_sql` is wrapped for the duration instead.
+    """
+    db = database.obj
+    seen: list[tuple[str, Any]] = []
+    original = db.execute_sql
+    thread = threading.get_ident()
+
+    def execute_sql(sql: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() == thread:
+            seen.append((sql, params))
+        return original(sql, params, *args, **kwargs)
+
+    db.execute_sql = execute_sql
+    try:
+        yield seen
+    finally:
+        del db.execute_sql  # back to the class's method
+
+
+# ORM and hand-written SQL for the same three reads.
+
+INFLUENCER_COLUMNS = ("id", "name", "username", "bio", "profile_image", "is_phone_verified",
+                      "created_at")  # fmt: skip
+
+
+def _orm_influencer(influencer_id: int) -> dict[str, Any] | None:
+    fields = [getattr(Influencer, c) for c in INFLUENCER_COLUMNS]
+    query = Influencer.select(*fields).where(
+        (Influencer.id == influencer_id) & Influencer.is_active
+    )
+    return query.dicts().first()
+
+
+def _raw_influencer(influencer_id: int) -> dict[str, Any] | None:
+    cursor = database.execute_sql(
+        f"SELECT {', '.join(INFLUENCER_COLUMNS)} FROM influencers WHERE id = %s AND is_active",
+        (influencer_id,),
+    )
+    row = cursor.fetchone()
+    return dict(zip(INFLUENCER_COLUMNS, row, strict=True)) if row else None
+
+
+def _orm_page(niche_id: int | None, limit: int = 20) -> list[dict[str, Any]]:
+    fields = [getattr(Influencer, c) for c in INFLUENCER_COLUMNS]
+    query = Influencer.select(*fields).where(Influencer.is_active)
+    if niche_id is not None:
+        linked = InfluencerNiche.select(InfluencerNiche.influencer).where(
+            InfluencerNiche.niche == niche_id
+        )
+        query = query.where(Influencer.id.in_(linked))
+    return list(query.order_by(Influencer.id.desc()).limit(limit).dicts())
+
+
+def _raw_page(niche_id: int | None, limit: int = 20) -> list[dict[str, Any]]:
+    niche = (
+        "AND a.id IN (SELECT influencer_id FROM influencer_niches WHERE niche_id = %(niche)s) "
+        if niche_id is not None
+        else ""
+    )
+    cursor = database.execute_sql(
+        f"SELECT {', '.join(INFLUENCER_COLUMNS)} FROM influencers a WHERE a.is_active {niche}"
+        "ORDER BY a.id DESC LIMIT %(limit)s",
+        {"niche": niche_id, "limit": limit},
+    )
+    return [dict(zip(INFLUENCER_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def orm_vs_raw(repeat: int = 50, budget_s: float = 0.6) -> pd.DataFrame:
+    """The same reads through peewee's ORM and as hand-written SQL: p50/p95/p99 in ms."""
+    pairs: list[tuple[str, Callable[[Probe], object], Callable[[Probe], object]]] = [
+        ("influencer by id", lambda p: _orm_influencer(p.influencer_id),
+         lambda p: _raw_influencer(p.influencer_id)),
+        ("latest page", lambda p: _orm_page(None), lambda p: _raw_page(None)),
+        ("page of a niche", lambda p: _orm_page(p.niche_id), lambda p: _raw_page(p.niche_id)),
+    ]  # fmt: skip
+    share = budget_s / (2 * len(pairs))
+    rows = []
+    with _connection():
+        p = probe()
+        for name, orm, raw in pairs:
+            for method, call in (("orm", orm), ("raw sql", raw)):
+                call(p)  # warm up
+                timings = _time(lambda f=call: f(p), repeat, share)
+                rows.append(_percentiles(name, timings, method=method))
+    return pd.DataFrame(rows)
+
+
+def _page_with_niches_lazy(limit: int) -> list[tuple[int, list[str]]]:
+    """N+1 on purpose: each influencer's links, then each link's niche, fetched on access."""
+    page = Influencer.select().where(Influencer.is_active).order_by(Influencer.id.desc())
+    return [(i.id, [link.niche.name for link in i.niche_links]) for i in page.limit(limit)]
+
+
+def _page_with_niches_eager(limit: int) -> list[tuple[int, list[str]]]:
+    """prefetch() through the junction model: 3 queries whatever the page size."""
+    page = Influencer.select().where(Influencer.is_active).order_by(Influencer.id.desc())
+    rows = prefetch(page.limit(limit), InfluencerNiche, Niche)
+    return [(i.id, [link.niche.name for link in i.niche_links]) for i in rows]
+
+
+def eager_vs_lazy(page_size: int = 20, repeat: int = 20, budget_s: float = 0.5) -> pd.DataFrame:
+    """A page of influencers with their niches: prefetch (constant queries) against N+1."""
+    loads = (("eager (prefetch)", _page_with_niches_eager), ("lazy (N+1)", _page_with_niches_lazy))
+    rows = []
+    with _connection():
+        for method, load in loads:
+            with count_statements() as seen:
+                load(page_size)
+            timings = _time(lambda f=load: f(page_size), repeat, budget_s / len(loads))
+            name = f"page of {page_size} with niches"
+            rows.append(_percentiles(name, timings, method=method, statements=len(seen)))
+    return pd.DataFrame(rows)
+
+
+def pooled_vs_fresh(repeat: int = 50, budget_s: float = 0.5) -> pd.DataFrame:
+    """`SELECT 1` on a pooled checkout against a new psycopg2 connection each time."""
+    db = database.obj
+    params = {"database": db.database, **db.connect_params}
+
+    def pooled() -> None:
+        with database.connection_context():
+            database.execute_sql("SELECT 1").fetchone()
+
+    def fresh() -> None:
+        conn = psycopg2.connect(**params)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        finally:
+            conn.close()
+
+    # A thread of its own has no connection yet, so each pooled call is a real checkout
+    # and check-in, even when the caller holds a connection (a notebook, a test).
+    def pooled_timings() -> list[float]:
+        pooled()  # warm up: the pool may have to open its first connection
+        return _time(pooled, repeat, budget_s / 2)
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pooled_s = worker.submit(pooled_timings).result()
+    rows = [
+        _percentiles("SELECT 1", pooled_s, method="pooled"),
+        _percentiles("SELECT 1", _time(fresh, repeat, budget_s / 2), method="fresh connection"),
+    ]
+    return pd.DataFrame(rows)
+
+
+SEQ_SCAN = re.compile(r"Seq Scan on (\w+)")
+EXECUTION_TIME = re.compile(r"Execution Time: ([\d.]+) ms")
+
+
+def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
+    """EXPLAIN (ANALYZE, BUFFERS) of every statement each key query sends.
+
+    `seq_scans` names the tables read sequentially; `flagged` is True when one of
+    them holds more than LARGE_TABLE_ROWS rows (an index is probably missing).
+    """
+    rows = []
+    sizes: dict[str, int] = {}
+    with _connection():
+        p = probe()
+        cursor = database.cursor()
+        for name, query in queries or key_queries():
+            with count_statements() as seen:
+                query(p)
+            for sql, params in seen:
+                if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+                    continue
+                statement = cursor.mogrify(sql, params).decode()
+                plan_rows = database.execute_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement)
+                plan = "\n".join(r[0] for r in plan_rows.fetchall())
+                scanned = sorted(set(SEQ_SCAN.findall(plan)))
+                for table in scanned:
+                    if table not in sizes:
+                        sizes[table] = _row_count(table)
+                timing = EXECUTION_TIME.search(plan)
+                rows.append({
+                    "query": name,
+                    "statement": " ".join(sql.split()),
+                    "execution_ms": float(timing.group(1)) if timing else float("nan"),
+                    "seq_scans": ", ".join(scanned),
+                    "flagged": any(sizes[t] > LARGE_TABLE_ROWS for t in scanned),
+                    "plan": plan,
+                })  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["query", "statement", "execution_ms", "seq_scans", "flagged", "plan"]
+    )
+
+
+def _row_count(table: str) -> int:
+    exists = database.execute_sql("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    if not exists[0]:
+        return 0  # a CTE or function scan, not a table
+    return int(database.execute_sql(f'SELECT count(*) FROM "{table}"').fetchone()[0])
