@@ -119,8 +119,13 @@ def test_the_served_api_answers_over_http(live_server):
     status, _, body = http("GET", f"{live_server.url}/nowhere")
     assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
 
-    status, headers, body = http("GET", f"{live_server.url}/metrics")
-    text = body.decode()
+    deadline = time.monotonic() + 5
+    while True:  # each worker publishes its pool figures within a second of starting
+        status, headers, body = http("GET", f"{live_server.url}/metrics")
+        text = body.decode()
+        if "cloutsy_db_pool_max 10.0" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     # Counted across both workers: every request above shows up.
     assert 'route="/influencers",status="201"' in text

@@ -73,8 +73,10 @@ def start_pool_sampler(read_stats, interval: float = 1.0) -> threading.Thread:  
 
     def loop() -> None:
         while True:
-            sample_pool(read_stats())
             time.sleep(interval)
+            sample_pool(read_stats())
+
+    sample_pool(read_stats())
 
     thread = threading.Thread(target=loop, name="pool-sampler", daemon=True)
     thread.start()

@@ -48,8 +48,7 @@ def register(api: Api, settings: Settings) -> None:
     @api.route("GET", "/metrics", summary="Prometheus metrics (text format)",
                tag="operations", responses={200: None}, db=False)  # fmt: skip
     def prometheus() -> bytes:
-        if not metrics.MULTIPROCESS:
-            metrics.sample_pool(current().pool_stats())
+        metrics.sample_pool(current().pool_stats())  # this process's figures, fresh
         body, content_type = metrics.render()
         bottle.response.content_type = content_type
         return body
