@@ -92,8 +92,14 @@ def serve(c: Context, host: str = "", port: int = 0, workers: int = 0) -> None:
     bind_host = env.get("CLOUTSY_HOST") or settings.host
     bind_port = env.get("CLOUTSY_PORT") or settings.port
     say(f"serving on http://{bind_host}:{bind_port} ({settings.env})")
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:cloutsy.gunicorn_conf",
-            "cloutsy.api.wsgi:app"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:cloutsy.gunicorn_conf",
+        "cloutsy.api.wsgi:app",
+    ]
     sys.stdout.flush()
     # Replace this process: SIGTERM then reaches gunicorn's master directly.
     os.execve(sys.executable, argv, env)

@@ -3,10 +3,12 @@
 It lives outside `cloutsy.api` on purpose: importing it must not import the metrics
 module before PROMETHEUS_MULTIPROC_DIR is set, or workers would not aggregate.
 
-Threaded workers (gthread) with one thread per pooled connection: a request never
-waits for a connection its own worker could not give it, database waits overlap,
-and keep-alive spares clients a TCP handshake per request. SIGTERM lets in-flight
-requests finish (graceful_timeout), then each worker closes its pool.
+Threaded workers (gthread): database waits overlap and keep-alive spares clients a
+TCP handshake per request. Twice as many threads as pooled connections, so that when
+the database is slow the extra requests wait for a connection for at most
+POSTGRES_POOL_TIMEOUT and then get 503 + Retry-After, instead of queueing unseen in
+gunicorn. SIGTERM lets in-flight requests finish (graceful_timeout), then each worker
+closes its pool.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 worker_class = "gthread"
-threads = _settings.pool_max
+threads = _settings.pool_max * 2
 keepalive = 5
 graceful_timeout = 8
 timeout = 30

@@ -26,21 +26,46 @@ from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH
 NICHE_REF = ("id", "name", "slug", "icon")
 
 INFLUENCER_PUBLIC = (
-    "id", "name", "username", "gender", "bio", "profile_image", "is_phone_verified",
-    "is_active", "created_at", "updated_at",
-)  # fmt: skip
+    "id",
+    "name",
+    "username",
+    "gender",
+    "bio",
+    "profile_image",
+    "is_phone_verified",
+    "is_active",
+    "created_at",
+    "updated_at",
+)
 INFLUENCER_PRIVATE = (*INFLUENCER_PUBLIC, "email", "phone", "date_of_birth")
 
 BRAND_PUBLIC = (
-    "id", "brand_name", "username", "legal_entity_name", "company_type", "brand_bio",
-    "profile_image", "is_phone_verified", "is_profile_completed", "is_active", "created_at",
+    "id",
+    "brand_name",
+    "username",
+    "legal_entity_name",
+    "company_type",
+    "brand_bio",
+    "profile_image",
+    "is_phone_verified",
+    "is_profile_completed",
+    "is_active",
+    "created_at",
     "updated_at",
-)  # fmt: skip
+)
 BRAND_PRIVATE = (
-    *BRAND_PUBLIC, "email", "phone", "brand_email_id", "poc_name", "poc_designation",
-    "poc_email_id", "poc_contact_number", "incorporation_document", "gst_document",
+    *BRAND_PUBLIC,
+    "email",
+    "phone",
+    "brand_email_id",
+    "poc_name",
+    "poc_designation",
+    "poc_email_id",
+    "poc_contact_number",
+    "incorporation_document",
+    "gst_document",
     "pan_document",
-)  # fmt: skip
+)
 
 
 def camel(column: str) -> str:
@@ -78,9 +103,13 @@ class Kind:
 
 
 INFLUENCERS = Kind(
-    "influencers", "influencer_niches", "influencer_id", INFLUENCER_SEARCH,
-    INFLUENCER_PUBLIC, INFLUENCER_PRIVATE,
-)  # fmt: skip
+    "influencers",
+    "influencer_niches",
+    "influencer_id",
+    INFLUENCER_SEARCH,
+    INFLUENCER_PUBLIC,
+    INFLUENCER_PRIVATE,
+)
 BRANDS = Kind("brands", "brand_niches", "brand_id", BRAND_SEARCH, BRAND_PUBLIC, BRAND_PRIVATE)
 
 

@@ -108,21 +108,27 @@ def _doc(**schema: Any) -> Any:
 
 
 Text = Annotated[str, BeforeValidator(_no_nul)]
-Name = Annotated[Text, AfterValidator(_strip), Field(max_length=100), _doc(minLength=1,
-                 pattern=r"\S")]  # fmt: skip
+Name = Annotated[
+    Text, AfterValidator(_strip), Field(max_length=100), _doc(minLength=1, pattern=r"\S")
+]
 Username = Annotated[
-    Text, Field(max_length=64), AfterValidator(_username),
+    Text,
+    Field(max_length=64),
+    AfterValidator(_username),
     _doc(pattern=r"^\s*[A-Za-z0-9._]{3,30}\s*$"),
-]  # fmt: skip
+]
 Email = Annotated[Text, Field(max_length=254), AfterValidator(_email), _doc(format="email")]
 Phone = Annotated[
-    Text, Field(max_length=32), AfterValidator(normalise_phone),
+    Text,
+    Field(max_length=32),
+    AfterValidator(normalise_phone),
     _doc(pattern=r"^\+?[0-9][0-9 ()-]{6,30}$", description="E.164, or 10 digits read as +91"),
-]  # fmt: skip
+]
 Bio = Annotated[Text, Field(max_length=1000)]
 Url = Annotated[Text, Field(max_length=2048), AfterValidator(_url), _doc(pattern=r"^https?://\S+$")]
-Short = Annotated[Text, AfterValidator(_strip), Field(max_length=200), _doc(minLength=1,
-                  pattern=r"\S")]  # fmt: skip
+Short = Annotated[
+    Text, AfterValidator(_strip), Field(max_length=200), _doc(minLength=1, pattern=r"\S")
+]
 DateOfBirth = Annotated[dt.date, AfterValidator(_date_of_birth)]
 NicheId = Annotated[int, Field(ge=1, le=MAX_INT)]
 NicheIds = Annotated[list[NicheId], Field(max_length=10), AfterValidator(_niche_ids)]

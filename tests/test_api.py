@@ -67,8 +67,14 @@ def test_niches_list_active_niches_with_counts(client):
     assert items["fashion"]["influencerCount"] == 2 and items["fashion"]["brandCount"] == 0
     assert items["food"]["influencerCount"] == 1 and items["food"]["brandCount"] == 1
     assert set(items["fashion"]) == {
-        "id", "name", "slug", "icon", "description", "influencerCount", "brandCount"
-    }  # fmt: skip
+        "id",
+        "name",
+        "slug",
+        "icon",
+        "description",
+        "influencerCount",
+        "brandCount",
+    }
     assert items["fashion"]["icon"] == "👗"
 
 
@@ -111,10 +117,15 @@ def test_seed_niches_is_forbidden_when_admin_is_disabled(pool, app_settings):
 def test_influencer_sign_up_returns_the_private_view_and_location(client):
     food, travel = niche_ids("food", "travel")
     body = influencer_body(
-        1, username="Jane.Doe", email="Jane@Example.COM", dateOfBirth="1995-04-01",
-        gender="female", bio="Street food", profileImage="https://img.example/jane.png",
+        1,
+        username="Jane.Doe",
+        email="Jane@Example.COM",
+        dateOfBirth="1995-04-01",
+        gender="female",
+        bio="Street food",
+        profileImage="https://img.example/jane.png",
         nicheIds=[travel, food],
-    )  # fmt: skip
+    )
     r = client.post_json("/influencers", body, status=201)
     data = r.json
     assert r.headers["Location"] == f"/influencers/{data['id']}"
@@ -144,11 +155,20 @@ def test_brand_sign_up_hashes_the_password(client):
 def test_brand_with_every_profile_field_is_completed(client):
     url = "https://docs.example/f.pdf"
     full = brand_body(
-        1, legalEntityName="Brand One Pvt Ltd", companyType="private_limited",
-        brandEmailId="hello@brand.example", pocName="Asha", pocDesignation="CMO",
-        pocEmailId="asha@brand.example", pocContactNumber="9876512345", brandBio="We sell tea",
-        profileImage=url, incorporationDocument=url, gstDocument=url, panDocument=url,
-    )  # fmt: skip
+        1,
+        legalEntityName="Brand One Pvt Ltd",
+        companyType="private_limited",
+        brandEmailId="hello@brand.example",
+        pocName="Asha",
+        pocDesignation="CMO",
+        pocEmailId="asha@brand.example",
+        pocContactNumber="9876512345",
+        brandBio="We sell tea",
+        profileImage=url,
+        incorporationDocument=url,
+        gstDocument=url,
+        panDocument=url,
+    )
     data = client.post_json("/brands", full, status=201).json
     assert data["isProfileCompleted"] is True
     assert data["pocContactNumber"] == "+919876512345"
@@ -332,12 +352,24 @@ def test_list_uses_one_query_whatever_the_page_size(client, crowd, queries):
 @pytest.mark.parametrize(
     "query",
     [
-        "limit=0", "limit=101", "limit=-1", "limit=abc", "limit=1e3", "limit=99999999999999",
-        "verified=yes", "cursor=not-a-cursor", "cursor=' OR 1=1 --", "niche=Fashion!!",
-        "niche=" + "1" * 30, "unknown=1", "limit=5&limit=6", "q=" + "x" * 201, "q=%00",
+        "limit=0",
+        "limit=101",
+        "limit=-1",
+        "limit=abc",
+        "limit=1e3",
+        "limit=99999999999999",
+        "verified=yes",
+        "cursor=not-a-cursor",
+        "cursor=' OR 1=1 --",
+        "niche=Fashion!!",
+        "niche=" + "1" * 30,
+        "unknown=1",
+        "limit=5&limit=6",
+        "q=" + "x" * 201,
+        "q=%00",
         "cursor=" + encode_cursor(1).replace("djE", "djI"),
     ],
-)  # fmt: skip
+)
 def test_bad_query_values_are_400_bad_request(client, query):
     assert_error(client.get(f"/influencers?{query}", status=400), 400, "bad_request")
 
@@ -365,8 +397,9 @@ def test_detail_uses_one_query(client, crowd, queries):
 
 def test_brands_browse_and_detail(client):
     food = niche_ids("food")[0]
-    made = [client.post_json("/brands", brand_body(n, nicheIds=[food])).json["id"]
-            for n in range(1, 4)]  # fmt: skip
+    made = [
+        client.post_json("/brands", brand_body(n, nicheIds=[food])).json["id"] for n in range(1, 4)
+    ]
     page = client.get("/brands?niche=food&limit=2").json
     assert [b["id"] for b in page["items"]] == sorted(made, reverse=True)[:2]
     assert page["nextCursor"]

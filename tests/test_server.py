@@ -58,14 +58,18 @@ class LiveServer:
 def start_server(tmp: Path, **env_extra: str) -> LiveServer:
     port = free_port()
     log = tmp / f"serve-{port}.log"
-    env = dict(os.environ, CLOUTSY_PORT=str(port), CLOUTSY_WORKERS="2",
-               CLOUTSY_ADMIN_TOKEN=ADMIN_TOKEN)  # fmt: skip
+    env = dict(
+        os.environ, CLOUTSY_PORT=str(port), CLOUTSY_WORKERS="2", CLOUTSY_ADMIN_TOKEN=ADMIN_TOKEN
+    )
     env.update(env_extra)
     handle = log.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "serve"], cwd=ROOT, env=env,
-        stdout=handle, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, "-m", "invoke", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -101,8 +105,13 @@ def test_the_served_api_answers_over_http(live_server):
     niches = json.loads(body)["items"]
     assert status == 200 and len(niches) >= 20
 
-    person = {"name": "Live", "username": "live.one", "email": "live@example.com",
-              "phone": "9123456780", "nicheIds": [niches[0]["id"]]}  # fmt: skip
+    person = {
+        "name": "Live",
+        "username": "live.one",
+        "email": "live@example.com",
+        "phone": "9123456780",
+        "nicheIds": [niches[0]["id"]],
+    }
     status, headers, body = http("POST", f"{live_server.url}/influencers", person)
     assert status == 201, body
     created = json.loads(body)
@@ -147,12 +156,29 @@ def test_openapi_describes_every_route(live_server, wsgi_app):
 def test_schemathesis_finds_no_server_error_nor_schema_break(live_server):
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{live_server.url}/openapi.json",
-         "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-         "--max-examples", "25", "--seed", "7", "--generation-deterministic",
-         "--request-timeout", "10"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{live_server.url}/openapi.json",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--generation-deterministic",
+            "--request-timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     took = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-6000:]
     assert " passed" in result.stdout

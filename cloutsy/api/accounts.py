@@ -28,20 +28,41 @@ from cloutsy.services import accounts
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 LIST_PARAMS = {"niche", "q", "verified", "limit", "cursor"}
 LIST_QUERY = (
-    {"name": "niche", "in": "query", "required": False, "style": "form", "explode": True,
-     "description": "niche slug or id; repeat for any of several",
-     "schema": {"type": "array", "maxItems": 10, "items": {
-         "type": "string", "pattern": "^([1-9][0-9]{0,8}|[a-z0-9][a-z0-9-]{0,99})$"}}},
-    {"name": "q", "in": "query", "required": False, "description": "words to search for",
-     "schema": {"type": "string", "maxLength": 200}},
-    {"name": "verified", "in": "query", "required": False,
-     "schema": {"type": "boolean"}},
-    {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-    {"name": "cursor", "in": "query", "required": False,
-     "description": "nextCursor of the previous page",
-     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{4,24}$"}},
-)  # fmt: skip
+    {
+        "name": "niche",
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": True,
+        "description": "niche slug or id; repeat for any of several",
+        "schema": {
+            "type": "array",
+            "maxItems": 10,
+            "items": {"type": "string", "pattern": "^([1-9][0-9]{0,8}|[a-z0-9][a-z0-9-]{0,99})$"},
+        },
+    },
+    {
+        "name": "q",
+        "in": "query",
+        "required": False,
+        "description": "words to search for",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+    {"name": "verified", "in": "query", "required": False, "schema": {"type": "boolean"}},
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "nextCursor of the previous page",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{4,24}$"},
+    },
+)
 
 
 def list_filter() -> queries.ListFilter:
@@ -89,11 +110,23 @@ def created(kind: str, account_id: int, body: str) -> str:
 
 def register(api: Api, settings: Settings) -> None:
     kinds: dict[str, tuple[queries.Kind, Any, Any, Any, Any, Any]] = {
-        "influencer": (queries.INFLUENCERS, InfluencerCreate, InfluencerPublic,
-                       InfluencerPrivate, InfluencerPage, accounts.create_influencer),
-        "brand": (queries.BRANDS, BrandCreate, BrandPublic, BrandPrivate, BrandPage,
-                  accounts.create_brand),
-    }  # fmt: skip
+        "influencer": (
+            queries.INFLUENCERS,
+            InfluencerCreate,
+            InfluencerPublic,
+            InfluencerPrivate,
+            InfluencerPage,
+            accounts.create_influencer,
+        ),
+        "brand": (
+            queries.BRANDS,
+            BrandCreate,
+            BrandPublic,
+            BrandPrivate,
+            BrandPage,
+            accounts.create_brand,
+        ),
+    }
     for kind, (table, create_model, public, private, page, create) in kinds.items():
         _register_kind(api, settings, kind, table, create_model, public, private, page, create)
 
@@ -101,23 +134,38 @@ def register(api: Api, settings: Settings) -> None:
 def _register_kind(api, settings, kind, table, create_model, public, private, page, create):  # noqa: ANN001, ANN202, PLR0913
     plural = f"{kind}s"
 
-    @api.route("POST", f"/{plural}", summary=f"Sign up a {kind}", tag=plural,
-               body=create_model, responses={201: private, 400: ErrorOut, 409: ErrorOut,
-                                             413: ErrorOut},
-               links={f"Get{kind.title()}": (f"get{plural.title()}Id",
-                                              {"id": "$response.body#/id"})})  # fmt: skip
+    @api.route(
+        "POST",
+        f"/{plural}",
+        summary=f"Sign up a {kind}",
+        tag=plural,
+        body=create_model,
+        responses={201: private, 400: ErrorOut, 409: ErrorOut, 413: ErrorOut},
+        links={f"Get{kind.title()}": (f"get{plural.title()}Id", {"id": "$response.body#/id"})},
+    )
     def sign_up() -> str:
         account_id, body = create(body_as(create_model))
         return created(kind, account_id, body)
 
-    @api.route("GET", f"/{plural}", summary=f"Browse {plural} (public view, keyset pages)",
-               tag=plural, query=LIST_QUERY, responses={200: page, 400: ErrorOut})  # fmt: skip
+    @api.route(
+        "GET",
+        f"/{plural}",
+        summary=f"Browse {plural} (public view, keyset pages)",
+        tag=plural,
+        query=LIST_QUERY,
+        responses={200: page, 400: ErrorOut},
+    )
     def browse() -> str:
         return queries.page_json(table, list_filter())
 
-    @api.route("GET", f"/{plural}/{{id}}", summary=f"One {kind}: public view, private for itself",
-               tag=plural, auth="optional",
-               responses={200: public, 401: ErrorOut, 404: ErrorOut})  # fmt: skip
+    @api.route(
+        "GET",
+        f"/{plural}/{{id}}",
+        summary=f"One {kind}: public view, private for itself",
+        tag=plural,
+        auth="optional",
+        responses={200: public, 401: ErrorOut, 404: ErrorOut},
+    )
     def detail(id: str) -> str:  # noqa: A002 - the path parameter's name
         account_id = path_id(id)
         who = auth.caller(settings) if "HTTP_AUTHORIZATION" in bottle.request.environ else None

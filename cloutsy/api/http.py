@@ -141,9 +141,12 @@ class RequestPlugin:
                 if opened:
                     database.close()
                 metrics.observe_request(
-                    template, environ["REQUEST_METHOD"], resp.status_code,
-                    time.perf_counter() - started, code,
-                )  # fmt: skip
+                    template,
+                    environ["REQUEST_METHOD"],
+                    resp.status_code,
+                    time.perf_counter() - started,
+                    code,
+                )
 
         return wrapper
 
@@ -291,8 +294,10 @@ class Api:
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             self.app.route(rule, method, fn, db=db)
-            params = tuple({"name": n, "in": "path", "required": True,
-                            "schema": {"type": "string"}} for n in names)  # fmt: skip
+            params = tuple(
+                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                for n in names
+            )
             self.endpoints.append(
                 Endpoint(
                     method,
@@ -305,7 +310,7 @@ class Api:
                     query,
                     params,
                     links or {},
-                )  # fmt: skip
+                )
             )
             return fn
 

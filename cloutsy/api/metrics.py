@@ -26,17 +26,21 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
 REQUESTS = Counter(
-    "cloutsy_http_requests_total", "HTTP requests by route template, method and status",
+    "cloutsy_http_requests_total",
+    "HTTP requests by route template, method and status",
     ["route", "method", "status"],
-)  # fmt: skip
+)
 LATENCY = Histogram(
-    "cloutsy_http_request_duration_seconds", "Request latency by route template and method",
-    ["route", "method"], buckets=LATENCY_BUCKETS,
-)  # fmt: skip
+    "cloutsy_http_request_duration_seconds",
+    "Request latency by route template and method",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
 ERRORS = Counter(
-    "cloutsy_http_errors_total", "Error responses by route template and error code",
+    "cloutsy_http_errors_total",
+    "Error responses by route template and error code",
     ["route", "code"],
-)  # fmt: skip
+)
 QUERIES = Counter("cloutsy_db_queries_total", "SQL statements executed")
 QUERY_TIME = Histogram(
     "cloutsy_db_query_duration_seconds", "SQL statement duration", buckets=QUERY_BUCKETS

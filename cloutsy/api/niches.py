@@ -11,22 +11,37 @@ from cloutsy.schemas import ErrorOut, NicheList, NicheOut, SeedOut
 
 
 def register(api: Api, settings: Settings) -> None:
-    @api.route("GET", "/niches", summary="Active niches with account counts", tag="niches",
-               responses={200: NicheList})  # fmt: skip
+    @api.route(
+        "GET",
+        "/niches",
+        summary="Active niches with account counts",
+        tag="niches",
+        responses={200: NicheList},
+    )
     def list_niches() -> str:
         return queries.niches_json()
 
-    @api.route("GET", "/niches/{key}", summary="One niche by id or slug", tag="niches",
-               responses={200: NicheOut, 404: ErrorOut})  # fmt: skip
+    @api.route(
+        "GET",
+        "/niches/{key}",
+        summary="One niche by id or slug",
+        tag="niches",
+        responses={200: NicheOut, 404: ErrorOut},
+    )
     def get_niche(key: str) -> str:
         found = queries.niche_json(key) if len(key) <= 100 else None
         if found is None:
             raise NotFound("no such niche")
         return found
 
-    @api.route("POST", "/seed/niches", summary="Upsert the niche catalogue (idempotent)",
-               tag="niches", auth="admin",
-               responses={200: SeedOut, 401: ErrorOut, 403: ErrorOut})  # fmt: skip
+    @api.route(
+        "POST",
+        "/seed/niches",
+        summary="Upsert the niche catalogue (idempotent)",
+        tag="niches",
+        auth="admin",
+        responses={200: SeedOut, 401: ErrorOut, 403: ErrorOut},
+    )
     def seed() -> bytes:
         auth.require_admin(settings)
         return json_body(catalogue.seed_niches().as_dict())

@@ -10,13 +10,21 @@ from pydantic.json_schema import models_json_schema
 from cloutsy.api.http import Endpoint
 
 DESCRIPTIONS = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
     400: "Bad request or invalid fields",
-    401: "Missing or invalid bearer token", 403: "Forbidden", 404: "Not found",
-    405: "Method not allowed", 409: "A unique value is already taken",
-    413: "Body over 64 KiB", 429: "Rate limited (see Retry-After)",
-    500: "Internal error (with a request id)", 503: "Database unavailable",
-}  # fmt: skip
+    401: "Missing or invalid bearer token",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "A unique value is already taken",
+    413: "Body over 64 KiB",
+    429: "Rate limited (see Retry-After)",
+    500: "Internal error (with a request id)",
+    503: "Database unavailable",
+}
 
 
 def build(endpoints: list[Endpoint], title: str = "Cloutsy data service") -> dict[str, Any]:

@@ -31,22 +31,38 @@ def health_report() -> tuple[int, dict[str, Any]]:
             db.discard_connection()
         database = {"ok": False, "pool": db.pool_stats()}
         return 503, {"status": "unavailable", "database": database}
-    database = {"ok": True, "latencyMs": latency, "pool": db.pool_stats(),
-                "pendingMigrations": pending}  # fmt: skip
+    database = {
+        "ok": True,
+        "latencyMs": latency,
+        "pool": db.pool_stats(),
+        "pendingMigrations": pending,
+    }
     return 200, {"status": "ok", "database": database}
 
 
 def register(api: Api, settings: Settings) -> None:
-    @api.route("GET", "/health", summary="Database reachability, pool and migrations",
-               tag="operations", responses={200: HealthOut, 503: HealthOut}, db=False)  # fmt: skip
+    @api.route(
+        "GET",
+        "/health",
+        summary="Database reachability, pool and migrations",
+        tag="operations",
+        responses={200: HealthOut, 503: HealthOut},
+        db=False,
+    )
     def health() -> bytes:
         status, report = health_report()
         if status == 503:
             bottle.response.set_header("Retry-After", "2")
         return json_body(report, status)
 
-    @api.route("GET", "/metrics", summary="Prometheus metrics (text format)",
-               tag="operations", responses={200: None}, db=False)  # fmt: skip
+    @api.route(
+        "GET",
+        "/metrics",
+        summary="Prometheus metrics (text format)",
+        tag="operations",
+        responses={200: None},
+        db=False,
+    )
     def prometheus() -> bytes:
         metrics.sample_pool(current().pool_stats())  # this process's figures, fresh
         body, content_type = metrics.render()
@@ -55,8 +71,14 @@ def register(api: Api, settings: Settings) -> None:
 
     document: dict[str, Any] = {}
 
-    @api.route("GET", "/openapi.json", summary="This API's OpenAPI 3.1 document",
-               tag="operations", responses={200: None}, db=False)  # fmt: skip
+    @api.route(
+        "GET",
+        "/openapi.json",
+        summary="This API's OpenAPI 3.1 document",
+        tag="operations",
+        responses={200: None},
+        db=False,
+    )
     def openapi_json() -> bytes:
         if not document:  # built once, on first use: every route is registered by then
             document.update(openapi.build(api.endpoints))

@@ -17,10 +17,19 @@ from cloutsy.schemas import BrandCreate, InfluencerCreate
 
 # Every one filled makes a brand's profile complete (CONTRACT §6: computed, never set).
 BRAND_PROFILE_FIELDS = (
-    "legal_entity_name", "company_type", "brand_email_id", "poc_name", "poc_designation",
-    "poc_email_id", "poc_contact_number", "brand_bio", "profile_image",
-    "incorporation_document", "gst_document", "pan_document",
-)  # fmt: skip
+    "legal_entity_name",
+    "company_type",
+    "brand_email_id",
+    "poc_name",
+    "poc_designation",
+    "poc_email_id",
+    "poc_contact_number",
+    "brand_bio",
+    "profile_image",
+    "incorporation_document",
+    "gst_document",
+    "pan_document",
+)
 
 
 def profile_completed(values: dict[str, Any]) -> bool:
