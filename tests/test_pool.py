@@ -115,3 +115,27 @@ def test_wait_for_database_succeeds_when_the_server_comes_up_late(throwaway_serv
     wait_for_database(timeout=20)
     starter.join()
     db.close_all()
+
+
+def test_a_healthy_checkout_costs_no_round_trip(pool, settings, monkeypatch):
+    db = private_pool(connection_url(settings), pool_max=1)
+    _query(db)  # one idle connection in the pool now
+    probes = []
+    real = db._adapter.is_connection_closed
+    monkeypatch.setattr(db._adapter, "is_connection_closed", lambda c: probes.append(c) or real(c))
+    for _ in range(5):
+        _query(db)
+    assert probes == []
+    db.close_all()
+
+
+def test_a_connection_the_server_terminated_is_replaced_at_checkout(pool, settings):
+    db = private_pool(connection_url(settings), pool_max=1)
+    with db.connection_context():
+        pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    with pool.connected():
+        pool.execute_sql("SELECT pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.2)
+    with db.connection_context():
+        assert db.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != pid
+    db.close_all()
