@@ -183,6 +183,62 @@ def seed_niches(c: Context) -> None:
         say(f"niches: {result.created} created, {result.updated} updated, {result.total} total")
 
 
+def progress_bar(stage: str, done: int, total: int) -> None:
+    """Draw `stage [#####.....] done/total` on stderr; a stage ends its line when done."""
+    width = 30
+    filled = width * done // total if total else width
+    bar = "#" * filled + "." * (width - filled)
+    sys.stderr.write(f"\r{stage:<18} [{bar}] {done:,}/{total:,}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+@task(
+    name="demo",
+    help={
+        "influencers": "influencer accounts to add (default 10,000)",
+        "brands": "brand accounts to add (default 1,000)",
+        "days": "spread the sign-ups over this many days before today (default 365)",
+        "random-seed": "generator seed: the same seed on an empty database gives the same rows",
+        "append": "add to a database that already has accounts (ids continue after theirs)",
+    },
+)
+def seed_demo_data(
+    c: Context,
+    influencers: int = 10_000,
+    brands: int = 1_000,
+    days: int = 365,
+    random_seed: int = 42,
+    append: bool = False,
+) -> None:
+    """Fill the database with realistic demo accounts for the notebooks (--append to add more)."""
+    import time
+
+    with edge():
+        boot()
+        from cloutsy import demo
+        from cloutsy.catalogue import seed_niches as upsert
+        from cloutsy.db import database
+
+        with database.connection_context():
+            upsert()
+            existing = demo.count_accounts()
+            if existing and not append:
+                raise Exit(
+                    f"error: the database already has {existing:,} accounts; "
+                    "pass --append to add demo accounts to them",
+                    code=1,
+                )
+            started = time.perf_counter()
+            result = demo.seed_demo(influencers, brands, days, random_seed, progress_bar)
+        say(
+            f"demo data: {result.influencers:,} influencers ({result.influencer_niches:,} niche "
+            f"links), {result.brands:,} brands ({result.brand_niches:,} niche links) "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+
+
 # --- backups -----------------------------------------------------------------------------
 
 
@@ -266,8 +322,30 @@ def bench(
         say(run(load_settings(), options, say).render())
 
 
+# --- notebooks ---------------------------------------------------------------------------
+
+
+@task(name="notebooks")
+def notebooks(c: Context) -> None:
+    """Execute every notebook headless against the configured database; HTML reports to reports/."""
+    with edge():
+        boot()
+        from cloutsy.reports import NotebookFailed, run_notebooks
+
+        def show(name: str, done: int, total: int) -> None:
+            if done < total:
+                say(f"[{done + 1}/{total}] running {name}")
+
+        try:
+            paths = run_notebooks(ROOT / "notebooks", ROOT / "reports", progress=show)
+        except NotebookFailed as exc:
+            raise Exit(f"error: {exc}", code=1) from None
+        for path in paths:
+            say(f"report written: {os.path.relpath(path, ROOT)}")
+
+
 migrate = Collection("migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create)
-seed = Collection("seed", seed_niches)
+seed = Collection("seed", seed_niches, seed_demo_data)
 db = Collection("db", db_backup, db_restore)
 
-ns = Collection(migrate, seed, db, run_tests, serve, bench)
+ns = Collection(migrate, seed, db, run_tests, serve, bench, notebooks)

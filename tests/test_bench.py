@@ -23,6 +23,7 @@ from cloutsy.bench.runner import (
     format_table,
     normalise,
     parse_wrk,
+    stack_order,
     summarise,
 )
 from cloutsy.config import Settings
@@ -199,3 +200,12 @@ def test_answers_keeps_only_items_of_list_pages(monkeypatch: pytest.MonkeyPatch)
 
     assert got == {"/l": (200, [{"id": 1}]), "/x": (404, None)}
     assert json.dumps(got["/l"][1])  # plain JSON values, comparable across stacks
+
+
+def test_rounds_rotate_the_order_of_stacks() -> None:
+    orders = [stack_order(n) for n in (1, 2, 3, 4)]
+
+    assert orders[0] == ["service", "baseline", "constant"]  # the JSON check needs service first
+    assert [o[0] for o in orders[:3]] == ["service", "baseline", "constant"]
+    assert orders[3] == orders[0]
+    assert stack_order(2, with_service=False) == ["constant", "baseline"]

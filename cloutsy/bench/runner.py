@@ -5,10 +5,11 @@ the ratio to the baseline is what counts, not the absolute requests/s of this
 machine. Each server gets one worker and a pool of 5, wrk 16 connections on 2
 threads, a warm-up, then `duration` seconds per endpoint.
 
-Sequence of one round: the baseline answers a sample of ids and niche pages;
-the service (started as `invoke serve` runs in production) must answer the same
-JSON, then is measured (reads, then writes in the first round); then the
-baseline, then the constant app. `--scale` adds a 1,000,000-influencer database.
+First the baseline answers a sample of ids and niche pages, and the service
+(started as `invoke serve` runs it in production) must answer the same JSON.
+Then each round measures the service (reads, then sign-ups), the baseline and
+the constant app, in an order rotated every round. `--scale` adds a
+1,000,000-influencer database for the list, keyset and search checks.
 """
 
 from __future__ import annotations
@@ -368,7 +369,7 @@ def ensure_wrk(progress: Progress) -> str:
 
 @dataclass
 class Wrk:
-    """wrk with the bench's fixed shape: 16 connections, 2 threads, Lua-reported results."""
+    """wrk with the bench's shape (16 connections, 2 threads) and Lua-reported results."""
 
     binary: str
     workdir: Path
@@ -381,15 +382,23 @@ class Wrk:
             path.write_text(text)
         return path
 
-    def run(self, base: str, script: str, args: Sequence[str], duration: float) -> WrkResult:
+    def run(
+        self,
+        base: str,
+        script: str,
+        args: Sequence[str],
+        duration: float,
+        connections: int = CONNECTIONS,
+        timeout_s: int = 5,
+    ) -> WrkResult:
         """Load `base` for `duration` seconds; raise if wrk fails or hangs."""
         argv = [
             self.binary,
-            f"-t{THREADS}",
-            f"-c{CONNECTIONS}",
+            f"-t{min(THREADS, connections)}",
+            f"-c{connections}",
             f"-d{max(1, round(duration))}s",
             "--timeout",
-            "5s",
+            f"{timeout_s}s",
             "-s",
             str(self.script(script)),
             base + "/",
@@ -406,12 +415,18 @@ class Wrk:
         return parse_wrk(done.stdout)
 
     def measure(
-        self, base: str, script: str, args: Sequence[str], duration: float, warmup: float = WARMUP_S
+        self,
+        base: str,
+        script: str,
+        args: Sequence[str],
+        duration: float,
+        warmup: float = WARMUP_S,
+        **shape: int,
     ) -> WrkResult:
-        """A discarded warm-up run, then the measured one."""
+        """A discarded warm-up run, then the measured one (`shape`: connections, timeout_s)."""
         if warmup > 0:
-            self.run(base, script, args, warmup)
-        return self.run(base, script, args, duration)
+            self.run(base, script, args, warmup, **shape)
+        return self.run(base, script, args, duration, **shape)
 
 
 # --- the dataset -------------------------------------------------------------------------
@@ -530,7 +545,8 @@ def prepare_dataset(
     embedded.drop_database(admin, name)
     embedded.ensure_database(admin, name)
     started = time.monotonic()
-    init_database(bench_settings, url=dsn)
+    # Bulk loads and index builds outlast the service's 5 s statement timeout.
+    init_database(bench_settings.with_overrides(statement_timeout_ms=0), url=dsn)
     try:
         with database.connection_context():
             migrations.apply()
@@ -589,12 +605,8 @@ def workload(dsn: str, ids: int = 10_000, sample: int = 200) -> Workload:
                 "GROUP BY n.id HAVING count(*) >= 20 ORDER BY count(*) DESC, n.id"
             )
             niches = cur.fetchall()
-            cur.execute(
-                "SELECT DISTINCT lower(w) FROM (SELECT name FROM influencers WHERE is_active "
-                "ORDER BY random() LIMIT 300) s, regexp_split_to_table(s.name, '\\s+') w "
-                "WHERE w ~ '^[A-Za-z]{3,}$'"
-            )
-            terms = sorted(r[0] for r in cur.fetchall())
+            cur.execute("SELECT name FROM influencers WHERE is_active ORDER BY random() LIMIT 300")
+            names = [r[0].lower() for r in cur.fetchall()]
     finally:
         conn.close()
     if not active or not niches:
@@ -607,8 +619,14 @@ def workload(dsn: str, ids: int = 10_000, sample: int = 200) -> Workload:
         sample=sample_paths + pages,
         slugs=[slug for slug, _ in niches],
         niche_ids=[nid for _, nid in niches],
-        search_terms=terms,
+        search_terms=_search_terms(names),
     )
+
+
+def _search_terms(names: Sequence[str], full_names: int = 50) -> list[str]:
+    """What people type into `q`: single first or last names, and some full names."""
+    words = sorted({w for n in names for w in n.split() if len(w) >= 3 and w.isalpha()})
+    return words + list(names[:full_names])
 
 
 # --- the bench ---------------------------------------------------------------------------
@@ -668,6 +686,13 @@ class Report:
         return "\n\n".join(parts)
 
 
+def stack_order(number: int, with_service: bool = True) -> list[str]:
+    """Stacks of round `number`, rotated each round so no stack always runs first or last."""
+    stacks = [s for s in STACKS if with_service or s != "service"]
+    shift = (number - 1) % len(stacks)
+    return stacks[shift:] + stacks[:shift]
+
+
 def service_available() -> bool:
     """True once the API package exists (the bench can run without it, minus one stack)."""
     import importlib.util
@@ -707,7 +732,7 @@ def run(settings: Settings, options: Options, progress: Progress) -> Report:
             if with_service and number == 1:
                 with _start(data, "baseline", work, progress) as server:
                     reference = answers(server.base, load.sample)
-            for stack in STACKS if with_service else STACKS[1:]:
+            for stack in stack_order(number, with_service):
                 with _start(data, stack, work, progress) as server:
                     if reference is not None and stack == "service":
                         _check_same_json(reference, answers(server.base, load.sample), progress)
@@ -793,8 +818,15 @@ def _writes(
     try:
         for kind, label in (("influencers", "influencer sign-ups"), ("brands", "brand sign-ups")):
             nonce = f"{random.randint(10, 99)}"
+            # Argon2 makes a brand sign-up take ~0.15 s of CPU on purpose: 16 queued
+            # connections wait seconds, which is the design, not a failure.
             results[label] = wrk.measure(
-                base, "signup", [kind, nonce, niche_ids], options.duration, warmup=0
+                base,
+                "signup",
+                [kind, nonce, niche_ids],
+                options.duration,
+                warmup=0,
+                timeout_s=5 if kind == "influencers" else 30,
             )
     finally:
         import psycopg2
@@ -897,17 +929,21 @@ def _scale_checks(
                 )
             else:
                 checks.append(Check("page 500 vs page 1", "no niche has 500 pages", "-", False))
-            searches = [f"/influencers?q={quote(t)}&limit=20" for t in load.search_terms]
-            search = wrk.measure(
-                server.base, "paths", [str(_paths_file(work, "q", searches))], options.duration
-            )
-            progress(f"  q search: {_brief(search)}")
+            paths = [f"/influencers?q={quote(t)}&limit=20" for t in load.search_terms]
+            searches = [str(_paths_file(work, "q", paths))]
+            # "Answers in" is latency: one client at a time. Under 16 connections p50 is
+            # mostly queueing (16 / throughput), printed for information.
+            alone = wrk.measure(server.base, "paths", searches, options.duration, connections=1)
+            loaded = wrk.measure(server.base, "paths", searches, options.duration)
+            progress(f"  q search, 1 connection:   {_brief(alone)}")
+            progress(f"  q search, 16 connections: {_brief(loaded)}")
             checks.append(
                 Check(
-                    f"q search p50 at {big.influencers:,}",
-                    f"{search.p50_ms:.2f} ms, {search.errors} errors",
+                    f"q search p50 at {big.influencers:,} (1 connection)",
+                    f"{alone.p50_ms:.2f} ms, {alone.errors} errors; "
+                    f"16 connections: p50 {loaded.p50_ms:.0f} ms at {loaded.rps:.0f} req/s",
                     "< 50 ms, 0 errors",
-                    search.p50_ms < 50 and search.errors == 0,
+                    alone.p50_ms < 50 and alone.errors == 0 and loaded.errors == 0,
                 )
             )
     return checks
