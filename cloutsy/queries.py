@@ -117,14 +117,16 @@ BRANDS = Kind("brands", "brand_niches", "brand_id", BRAND_SEARCH, BRAND_PUBLIC, 
 
 
 @cache
-def _detail_sql(kind: Kind, private: bool) -> str:
+def _detail_sql(kind: Kind, private: bool) -> tuple[str, str]:
     view = kind.view("a", private)
-    return f"SELECT {view}::text FROM {kind.table} a WHERE a.id = %s AND a.is_active"
+    name = f"{kind.table}_{'private' if private else 'public'}"
+    return name, f"SELECT {view}::text FROM {kind.table} a WHERE a.id = $1 AND a.is_active"
 
 
 def account_json(kind: Kind, account_id: int, private: bool = False) -> str | None:
     """One active account's view as JSON text, or None."""
-    row = database.execute_sql(_detail_sql(kind, private), (account_id,)).fetchone()
+    name, sql = _detail_sql(kind, private)
+    row = database.execute_prepared(name, sql, (account_id,)).fetchone()
     return row[0] if row else None
 
 
@@ -156,25 +158,37 @@ class ListFilter:
 
 
 @cache
-def _list_sql(kind: Kind, niches: bool, search: bool, verified: bool, after: bool) -> str:
+def _list_sql(
+    kind: Kind, niches: bool, search: bool, verified: bool, after: bool
+) -> tuple[str, str, tuple[str, ...]]:
+    """(statement name, SQL with $n placeholders, parameter names in order) for one filter mix."""
     where = ["a.is_active"]
+    names: list[str] = []
+
+    def param(name: str) -> str:
+        names.append(name)
+        return f"${len(names)}"
+
     if after:
-        where.append("a.id < %(after)s")
+        where.append(f"a.id < {param('after')}")
     if verified:
-        where.append("a.is_phone_verified = %(verified)s")
+        where.append(f"a.is_phone_verified = {param('verified')}")
     if niches:
         where.append(
             f"EXISTS (SELECT 1 FROM {kind.link_table} l WHERE l.{kind.link_column} = a.id "
             "AND l.niche_id IN (SELECT n.id FROM niches n "
-            "WHERE n.slug = ANY(%(slugs)s) OR n.id = ANY(%(ids)s)))"
+            f"WHERE n.slug = ANY({param('slugs')}::text[]) OR n.id = ANY({param('ids')}::int[])))"
         )
     if search:
         # The exact indexed expression (unqualified: `a` is the only table in scope).
-        where.append(f"{kind.search} @@ to_tsquery('simple', %(tsquery)s)")
-    return (
+        where.append(f"{kind.search} @@ to_tsquery('simple', {param('tsquery')})")
+    limit = param("limit")
+    sql = (
         f"SELECT a.id, {kind.view('a', False)}::text FROM {kind.table} a "
-        f"WHERE {' AND '.join(where)} ORDER BY a.id DESC LIMIT %(limit)s"
+        f"WHERE {' AND '.join(where)} ORDER BY a.id DESC LIMIT {limit}"
     )
+    flags = "".join("1" if f else "0" for f in (niches, search, verified, after))
+    return f"{kind.table}_page_{flags}", sql, tuple(names)
 
 
 def tsquery(q: str) -> str | None:
@@ -189,8 +203,10 @@ def page_json(kind: Kind, f: ListFilter) -> str:
     if f.q is not None and ts is None:
         return '{"items":[],"nextCursor":null}'
     niches = bool(f.niche_slugs or f.niche_ids)
-    sql = _list_sql(kind, niches, ts is not None, f.verified is not None, f.after_id is not None)
-    params = {
+    name, sql, names = _list_sql(
+        kind, niches, ts is not None, f.verified is not None, f.after_id is not None
+    )
+    values = {
         "after": f.after_id,
         "verified": f.verified,
         "slugs": list(f.niche_slugs),
@@ -198,7 +214,7 @@ def page_json(kind: Kind, f: ListFilter) -> str:
         "tsquery": ts,
         "limit": f.limit + 1,
     }
-    rows = database.execute_sql(sql, params).fetchall()
+    rows = database.execute_prepared(name, sql, [values[n] for n in names]).fetchall()
     more = len(rows) > f.limit
     rows = rows[: f.limit]
     cursor = f'"{encode_cursor(rows[-1][0])}"' if more else "null"

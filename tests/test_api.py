@@ -338,6 +338,9 @@ def test_filters_niche_any_of_verified_and_text(client, crowd):
 
 
 def test_list_uses_one_query_whatever_the_page_size(client, crowd, queries):
+    # The first use on a connection also PREPAREs the statement: warm up, then count.
+    client.get("/influencers?limit=1&niche=food&niche=travel")
+    client.get("/brands?limit=1")
     counts = []
     for limit in (1, 5, 25):
         with queries as q:
@@ -347,6 +350,15 @@ def test_list_uses_one_query_whatever_the_page_size(client, crowd, queries):
         client.get("/brands?limit=100")
     counts.append(q.count)
     assert counts == [1, 1, 1, 1]
+
+
+def test_a_statement_is_prepared_once_per_connection(client, crowd, queries):
+    with queries as q:
+        client.get("/influencers?limit=3&verified=true")
+    first = q.count
+    with queries as q:
+        client.get("/influencers?limit=3&verified=true")
+    assert (first, q.count) in ((2, 1), (1, 1))
 
 
 @pytest.mark.parametrize(
@@ -390,6 +402,7 @@ def test_detail_is_public_with_niches_and_404_for_unknown(client, crowd):
 
 
 def test_detail_uses_one_query(client, crowd, queries):
+    client.get(f"/influencers/{crowd[1]}")  # prepares the statement on this connection
     with queries as q:
         client.get(f"/influencers/{crowd[0]}")
     assert q.count == 1
