@@ -147,7 +147,9 @@ def growth(
 ) -> pd.DataFrame:
     """Period-over-period growth (week-over-week, month-over-month) in %, complete periods only.
 
-    A growth figure is empty (NaN) when the previous period had no sign-ups.
+    A growth figure is empty (NaN) for the first period and when the previous period
+    had no sign-ups. Without `start`, the first period is left out: the data enters
+    it mid-way, so growth against it would be an artefact.
     """
     sql = f"""
     SELECT period, influencers, brands,
@@ -155,8 +157,8 @@ def growth(
                   / nullif(lag(influencers) OVER w, 0))::float8 AS influencers_growth_pct,
            (100.0 * (brands - lag(brands) OVER w) / nullif(lag(brands) OVER w, 0))::float8
                AS brands_growth_pct
-      FROM ({SIGNUPS}) s
-     WHERE complete
+      FROM (SELECT *, row_number() OVER (ORDER BY period) AS n FROM ({SIGNUPS}) s0) s
+     WHERE complete AND (n > 1 OR %(start)s::timestamptz IS NOT NULL)
     WINDOW w AS (ORDER BY period)
      ORDER BY period
     """
@@ -392,13 +394,15 @@ def query_timings(
 ) -> pd.DataFrame:
     """p50/p95/p99 in ms of each key query (up to `repeat` runs), with its SQL statement count.
 
-    The first, untimed run of each query counts its statements and warms caches up.
+    Statements are counted on a second, untimed run: the first warms caches up and may
+    PREPARE statements that later calls only EXECUTE.
     """
     chosen = list(queries or key_queries())
     rows = []
     with _connection():
         p = probe()
         for name, query in chosen:
+            query(p)
             with count_statements() as seen:
                 query(p)
             timings = _time(lambda q=query: q(p), repeat, budget_s / len(chosen))
@@ -501,14 +505,14 @@ def orm_vs_raw(repeat: int = 50, budget_s: float = 0.6) -> pd.DataFrame:
 def _page_with_niches_lazy(limit: int) -> list[tuple[int, list[str]]]:
     """N+1 on purpose: each influencer's links, then each link's niche, fetched on access."""
     page = Influencer.select().where(Influencer.is_active).order_by(Influencer.id.desc())
-    return [(i.id, [link.niche.name for link in i.niche_links]) for i in page.limit(limit)]
+    return [(i.id, sorted(link.niche.name for link in i.niche_links)) for i in page.limit(limit)]
 
 
 def _page_with_niches_eager(limit: int) -> list[tuple[int, list[str]]]:
     """prefetch() through the junction model: 3 queries whatever the page size."""
     page = Influencer.select().where(Influencer.is_active).order_by(Influencer.id.desc())
     rows = prefetch(page.limit(limit), InfluencerNiche, Niche)
-    return [(i.id, [link.niche.name for link in i.niche_links]) for i in rows]
+    return [(i.id, sorted(link.niche.name for link in i.niche_links)) for i in rows]
 
 
 def eager_vs_lazy(page_size: int = 20, repeat: int = 20, budget_s: float = 0.5) -> pd.DataFrame:
@@ -563,10 +567,13 @@ EXECUTION_TIME = re.compile(r"Execution Time: ([\d.]+) ms")
 
 
 def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
-    """EXPLAIN (ANALYZE, BUFFERS) of every statement each key query sends.
+    """EXPLAIN (ANALYZE, BUFFERS) of every read statement each key query sends.
 
+    Each query runs once first, so a prepared statement is explained as the service
+    runs it (`EXPLAIN EXECUTE`); `statement` then shows the prepared SQL.
     `seq_scans` names the tables read sequentially; `flagged` is True when one of
-    them holds more than LARGE_TABLE_ROWS rows (an index is probably missing).
+    them holds more than LARGE_TABLE_ROWS rows (an index is probably missing, or a
+    whole-table aggregate deserves a cache).
     """
     rows = []
     sizes: dict[str, int] = {}
@@ -574,10 +581,11 @@ def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
         p = probe()
         cursor = database.cursor()
         for name, query in queries or key_queries():
+            query(p)
             with count_statements() as seen:
                 query(p)
             for sql, params in seen:
-                if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+                if not sql.lstrip().upper().startswith(("SELECT", "WITH", "EXECUTE")):
                     continue
                 statement = cursor.mogrify(sql, params).decode()
                 plan_rows = database.execute_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement)
@@ -589,7 +597,7 @@ def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
                 timing = EXECUTION_TIME.search(plan)
                 rows.append({
                     "query": name,
-                    "statement": " ".join(sql.split()),
+                    "statement": _statement_text(sql),
                     "execution_ms": float(timing.group(1)) if timing else float("nan"),
                     "seq_scans": ", ".join(scanned),
                     "flagged": any(sizes[t] > LARGE_TABLE_ROWS for t in scanned),
@@ -598,6 +606,22 @@ def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["query", "statement", "execution_ms", "seq_scans", "flagged", "plan"]
     )
+
+
+PREPARED_NAME = re.compile(r"\s*EXECUTE\s+(\w+)", re.IGNORECASE)
+
+
+def _statement_text(sql: str) -> str:
+    """The SQL on one line; for `EXECUTE name(...)`, the statement prepared under that name."""
+    prepared = PREPARED_NAME.match(sql)
+    if prepared:
+        row = database.execute_sql(
+            "SELECT statement FROM pg_prepared_statements WHERE name = %s",
+            (prepared.group(1).lower(),),
+        ).fetchone()
+        if row:
+            sql = row[0]
+    return " ".join(sql.split())
 
 
 def _row_count(table: str) -> int:

@@ -1,0 +1,332 @@
+"""cloutsy.analytics on a small hand-made dataset with exact expected numbers.
+
+Five influencers and three brands signed up in January and February 2024 (2024-01-01
+is a Monday), one of each deactivated, one influencer with no niche:
+
+    i1 2024-01-01 10:00 verified    fashion, beauty
+    i2 2024-01-01 23:00             fashion
+    i3 2024-01-16 12:00 verified    fashion, beauty, travel
+    i4 2024-02-01 09:00 inactive    beauty
+    i5 2024-02-02 18:00 verified    (none)
+    b1 2024-01-02 08:00 verified    fashion          all 12 profile fields
+    b2 2024-01-17 15:00             beauty, travel   7 fields
+    b3 2024-02-06 11:00 verified    fashion          no fields, inactive
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import subprocess
+import sys
+
+import pytest
+
+from cloutsy import analytics
+from cloutsy.demo import PROFILE_FIELDS
+
+D = dt.date
+UTC = dt.UTC
+
+
+def ts(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+INFLUENCERS = [
+    # id, created, verified, active, niche slugs
+    (1, "2024-01-01 10:00", True, True, ("fashion", "beauty")),
+    (2, "2024-01-01 23:00", False, True, ("fashion",)),
+    (3, "2024-01-16 12:00", True, True, ("fashion", "beauty", "travel")),
+    (4, "2024-02-01 09:00", False, False, ("beauty",)),
+    (5, "2024-02-02 18:00", True, True, ()),
+]
+BRANDS = [
+    # id, created, verified, active, filled profile fields, niche slugs
+    (1, "2024-01-02 08:00", True, True, 12, ("fashion",)),
+    (2, "2024-01-17 15:00", False, True, 7, ("beauty", "travel")),
+    (3, "2024-02-06 11:00", True, False, 0, ("fashion",)),
+]
+
+
+@pytest.fixture
+def data(db):
+    """The dataset above, inside the test's transaction."""
+    niche = dict(db.execute_sql("SELECT slug, id FROM niches").fetchall())
+    for i, created, verified, active, slugs in INFLUENCERS:
+        db.execute_sql(
+            "INSERT INTO influencers (id, name, username, email, phone, is_phone_verified, "
+            "is_active, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (i, f"Creator {i}", f"creator{i}", f"c{i}@example.com", f"+9170000000{i:02d}",
+             verified, active, ts(created), ts(created)),
+        )  # fmt: skip
+        for slug in slugs:
+            db.execute_sql(
+                "INSERT INTO influencer_niches (influencer_id, niche_id) VALUES (%s, %s)",
+                (i, niche[slug]),
+            )
+    for i, created, verified, active, filled, slugs in BRANDS:
+        profile = {f: ("x" if n < filled else None) for n, f in enumerate(PROFILE_FIELDS)}
+        profile["company_type"] = "llp" if profile["company_type"] else None
+        columns = ", ".join(profile)
+        db.execute_sql(
+            "INSERT INTO brands (id, email, password, phone, is_phone_verified, brand_name, "
+            f"username, is_profile_completed, is_active, created_at, updated_at, {columns}) "
+            f"VALUES (%s, %s, 'hash', %s, %s, %s, %s, %s, %s, %s, %s{', %s' * len(profile)})",
+            (i, f"b{i}@example.com", f"+9180000000{i:02d}", verified, f"Brand {i}", f"brand{i}",
+             filled == 12, active, ts(created), ts(created), *profile.values()),
+        )  # fmt: skip
+        for slug in slugs:
+            db.execute_sql(
+                "INSERT INTO brand_niches (brand_id, niche_id) VALUES (%s, %s)", (i, niche[slug])
+            )
+    for table in ("influencers", "brands"):  # explicit ids: later inserts must not collide
+        seq = f"pg_get_serial_sequence('{table}', 'id')"
+        db.execute_sql(
+            f"SELECT setval({seq}, greatest((SELECT max(id) FROM {table}), nextval({seq})))"
+        )
+    return niche
+
+
+def rows(frame, *columns):
+    return [tuple(r) for r in frame[list(columns)].itertuples(index=False)]
+
+
+def nan_or(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+# --- growth --------------------------------------------------------------------------------
+
+
+def test_weekly_signups_fill_empty_weeks_and_keep_running_totals(data):
+    frame = analytics.signups("week", start=D(2024, 1, 1), end=D(2024, 2, 5))
+    assert [p.date() for p in frame["period"]] == [
+        D(2024, 1, 1), D(2024, 1, 8), D(2024, 1, 15), D(2024, 1, 22), D(2024, 1, 29),
+        D(2024, 2, 5),
+    ]  # fmt: skip
+    assert rows(frame, "influencers", "brands") == [(2, 1), (0, 0), (1, 1), (0, 0), (2, 0), (0, 1)]
+    assert list(frame["influencers_total"]) == [2, 2, 3, 3, 5, 5]
+    assert list(frame["brands_total"]) == [1, 1, 2, 2, 2, 3]
+    assert frame["complete"].all()
+
+
+def test_daily_and_monthly_signups(data):
+    daily = analytics.signups("day", start=D(2024, 1, 1), end=D(2024, 1, 3))
+    assert rows(daily, "influencers", "brands") == [(2, 0), (0, 1), (0, 0)]
+    monthly = analytics.signups("month", start=D(2024, 1, 1), end=D(2024, 3, 1))
+    assert [p.date() for p in monthly["period"]] == [D(2024, 1, 1), D(2024, 2, 1), D(2024, 3, 1)]
+    assert rows(monthly, "influencers", "brands", "influencers_total", "brands_total") == [
+        (3, 2, 3, 2),
+        (2, 1, 5, 3),
+        (0, 0, 5, 3),
+    ]
+
+
+def test_running_totals_count_accounts_before_the_range(data):
+    frame = analytics.signups("week", start=D(2024, 1, 15), end=D(2024, 1, 22))
+    assert rows(frame, "influencers", "influencers_total", "brands", "brands_total") == [
+        (1, 3, 1, 2),
+        (0, 3, 0, 2),
+    ]
+
+
+def test_default_range_runs_from_the_first_signup_to_the_current_period(db, data):
+    frame = analytics.signups("month")
+    now = db.execute_sql("SELECT date_trunc('month', now())").fetchone()[0]
+    assert frame["period"].iloc[0].date() == D(2024, 1, 1)
+    assert frame["period"].iloc[-1] == now
+    assert not frame["complete"].iloc[-1]  # this month is still under way
+    assert frame["influencers"].sum() == 5 and frame["brands"].sum() == 3
+
+
+def test_month_over_month_growth(data):
+    frame = analytics.growth("month", start=D(2024, 1, 1), end=D(2024, 3, 1))
+    assert list(frame["influencers"]) == [3, 2, 0]
+    growth = [nan_or(round(v, 2)) for v in frame["influencers_growth_pct"]]
+    assert growth == [None, -33.33, -100.0]
+    assert [nan_or(v) for v in frame["brands_growth_pct"]] == [None, -50.0, -100.0]
+
+
+def test_week_over_week_growth_is_empty_after_a_week_without_signups(data):
+    frame = analytics.growth("week", start=D(2024, 1, 1), end=D(2024, 1, 22))
+    assert [nan_or(v) for v in frame["influencers_growth_pct"]] == [None, -100.0, None, -100.0]
+
+
+def test_growth_without_start_leaves_out_the_partial_first_period(data):
+    frame = analytics.growth("month", end=D(2024, 3, 1))
+    assert [p.date() for p in frame["period"]] == [D(2024, 2, 1), D(2024, 3, 1)]
+    assert [nan_or(v) for v in frame["influencers_growth_pct"]] == [None, -100.0]
+
+
+def test_unknown_period_is_refused(data):
+    with pytest.raises(ValueError, match="period"):
+        analytics.signups("year")
+
+
+def test_verification_funnel(data):
+    frame = analytics.verification_funnel()
+    assert rows(frame, "account_type", "signed_up", "phone_verified", "verified_pct") == [
+        ("influencers", 5, 3, 60.0),
+        ("brands", 3, 2, 66.7),
+    ]
+
+
+def test_profile_funnel(data):
+    frame = analytics.profile_funnel()
+    assert rows(frame, "step", "brands", "pct_of_signed_up") == [
+        ("signed up", 3, 100.0),
+        ("started profile", 2, 66.7),
+        ("half complete", 2, 66.7),
+        ("profile completed", 1, 33.3),
+    ]
+
+
+# --- niches --------------------------------------------------------------------------------
+
+
+def test_accounts_per_niche_counts_active_accounts_and_keeps_empty_niches(db, data):
+    frame = analytics.accounts_per_niche()
+    active_niches = db.execute_sql("SELECT count(*) FROM niches WHERE is_active").fetchone()[0]
+    assert len(frame) == active_niches == 24
+    assert rows(frame.head(3), "slug", "influencers", "brands") == [
+        ("fashion", 3, 1),
+        ("beauty", 2, 1),  # the deactivated i4 does not count
+        ("travel", 1, 1),
+    ]
+    gaming = frame[frame["slug"] == "gaming"].iloc[0]
+    assert (gaming["influencers"], gaming["brands"]) == (0, 0)
+
+
+def test_inactive_niches_are_left_out(db, data):
+    db.execute_sql("UPDATE niches SET is_active = false WHERE slug = 'gaming'")
+    assert "gaming" not in set(analytics.accounts_per_niche()["slug"])
+
+
+def test_demand_against_supply(data):
+    frame = analytics.demand_supply().set_index("slug")
+    assert list(frame.index[:3]) == ["travel", "beauty", "fashion"]  # highest demand index first
+    travel, beauty, fashion = (frame.loc[s] for s in ("travel", "beauty", "fashion"))
+    assert (fashion.supply_pct, fashion.demand_pct, fashion.demand_index) == (50.0, 33.33, 0.67)
+    assert (beauty.supply_pct, beauty.demand_pct, beauty.demand_index) == (33.33, 33.33, 1.0)
+    assert (travel.supply_pct, travel.demand_pct, travel.demand_index) == (16.67, 33.33, 2.0)
+    assert list(frame.loc[["fashion", "beauty", "travel"], "brands_per_100_influencers"]) == [
+        33.33,
+        50.0,
+        100.0,
+    ]
+    gaming = frame.loc["gaming"]
+    assert (gaming.supply_pct, gaming.demand_pct) == (0.0, 0.0)
+    assert math.isnan(gaming.demand_index) and math.isnan(gaming.brands_per_100_influencers)
+
+
+def test_niches_per_account(data):
+    frame = analytics.niches_per_account()
+    assert rows(frame, "niches", "influencers", "brands") == [
+        (0, 1, 0),
+        (1, 1, 1),
+        (2, 1, 1),
+        (3, 1, 0),
+    ]
+
+
+def test_niche_cooccurrence(data):
+    matrix = analytics.niche_cooccurrence("influencer")
+    assert matrix.shape == (24, 24)
+    assert matrix.loc["Fashion", "Beauty"] == matrix.loc["Beauty", "Fashion"] == 2
+    assert matrix.loc["Fashion", "Travel"] == matrix.loc["Beauty", "Travel"] == 1
+    assert matrix.loc["Fashion", "Fashion"] == 0
+    assert matrix.values.sum() == 2 * (2 + 1 + 1)  # nothing else
+    brands = analytics.niche_cooccurrence("brand")
+    assert brands.loc["Beauty", "Travel"] == 1 and brands.values.sum() == 2
+    with pytest.raises(ValueError):
+        analytics.niche_cooccurrence("agency")
+
+
+def test_functions_reuse_the_callers_connection_and_transaction(db, data):
+    analytics.verification_funnel()
+    assert not db.is_closed() and db.in_transaction()
+
+
+def test_importing_analytics_does_not_load_the_web_layer():
+    code = "import sys, cloutsy.analytics; print('bottle' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- query timings -------------------------------------------------------------------------
+
+TIMING_COLUMNS = ["query", "runs", "p50_ms", "p95_ms", "p99_ms", "mean_ms"]
+
+
+def assert_percentiles(frame, repeat):
+    assert set(TIMING_COLUMNS) <= set(frame.columns)
+    assert ((frame["runs"] >= 1) & (frame["runs"] <= repeat)).all()
+    assert (frame["p50_ms"] > 0).all()
+    assert (frame["p50_ms"] <= frame["p95_ms"]).all() and (frame["p95_ms"] <= frame["p99_ms"]).all()
+
+
+def test_query_timings_of_the_key_queries(data):
+    frame = analytics.query_timings(repeat=5)
+    assert_percentiles(frame, 5)
+    assert len(frame) == len(analytics.key_queries()) >= 3
+    assert (frame["statements"] == 1).all()  # every key read is one statement
+
+
+def test_a_timed_query_is_one_line_to_add(db, data):
+    extra = [("count niches", lambda p: db.execute_sql("SELECT count(*) FROM niches").fetchone())]
+    frame = analytics.query_timings(repeat=3, queries=extra)
+    assert list(frame["query"]) == ["count niches"] and frame["statements"].iloc[0] == 1
+
+
+def test_orm_and_raw_sql_agree_and_are_both_timed(data):
+    niche = data["fashion"]
+    assert analytics._orm_page(niche) == analytics._raw_page(niche)
+    assert [r["id"] for r in analytics._orm_page(niche)] == [3, 2, 1]
+    assert analytics._orm_page(None) == analytics._raw_page(None)
+    assert analytics._orm_influencer(1) == analytics._raw_influencer(1)
+    assert analytics._orm_influencer(4) is None  # deactivated
+    frame = analytics.orm_vs_raw(repeat=3)
+    assert_percentiles(frame, 3)
+    assert sorted(set(frame["method"])) == ["orm", "raw sql"] and len(frame) == 6
+
+
+def test_eager_loading_sends_three_statements_and_lazy_one_per_row(data):
+    eager = analytics._page_with_niches_eager(20)
+    assert eager == analytics._page_with_niches_lazy(20)
+    assert eager[0] == (5, []) and eager[1] == (3, ["Beauty", "Fashion", "Travel"])
+    frame = analytics.eager_vs_lazy(page_size=20, repeat=3).set_index("method")
+    # lazy: the page, each of 4 influencers' links, each of their 6 links' niche
+    assert frame.loc["eager (prefetch)", "statements"] == 3
+    assert frame.loc["lazy (N+1)", "statements"] == 1 + 4 + 6
+
+
+def test_pooled_against_fresh_connections(db):
+    frame = analytics.pooled_vs_fresh(repeat=5)
+    assert list(frame["method"]) == ["pooled", "fresh connection"]
+    assert_percentiles(frame, 5)
+    assert db.in_transaction()  # the test's own connection was left alone
+
+
+def test_explain_plans_flag_sequential_scans_on_large_tables(db, data):
+    db.execute_sql(
+        "INSERT INTO influencers (name, username, email, phone, created_at) "
+        "SELECT 'Bulk ' || g, 'bulk' || g, 'bulk' || g || '@example.com', "
+        "'+9160' || lpad(g::text, 8, '0'), now() FROM generate_series(1, 10001) g"
+    )
+    db.execute_sql("ANALYZE influencers")
+    queries = [
+        ("by id", lambda p: db.execute_sql("SELECT name FROM influencers WHERE id = %s", (3,))),
+        ("by bio", lambda p: db.execute_sql("SELECT count(*) FROM influencers WHERE bio = 'x'")),
+    ]
+    frame = analytics.explain_plans(queries).set_index("query")
+    assert not frame.loc["by id", "flagged"] and "Index Scan" in frame.loc["by id", "plan"]
+    assert frame.loc["by bio", "flagged"] and frame.loc["by bio", "seq_scans"] == "influencers"
+    assert "Buffers" in frame.loc["by bio", "plan"] and frame.loc["by bio", "execution_ms"] >= 0
+
+
+def test_explain_plans_of_the_key_queries(data):
+    frame = analytics.explain_plans()
+    assert set(frame["query"]) == {name for name, _ in analytics.key_queries()}
+    assert not frame["flagged"].any()  # a handful of rows: nothing is large
+    assert frame["plan"].str.contains("Execution Time").all()
