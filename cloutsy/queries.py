@@ -157,38 +157,93 @@ class ListFilter:
     after_id: int | None = None
 
 
+# Above this many matches a word is common: walking ids backwards finds a page sooner.
+SEARCH_HITS_CAP = 5000
+
+
+class _Params:
+    """Collects $n placeholders in order while a statement is written."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __call__(self, name: str) -> str:
+        if name not in self.names:
+            self.names.append(name)
+        return f"${self.names.index(name) + 1}"
+
+
 @cache
 def _list_sql(
-    kind: Kind, niches: bool, search: bool, verified: bool, after: bool
+    kind: Kind, niches: int, search: bool, verified: bool, after: bool
 ) -> tuple[str, str, tuple[str, ...]]:
-    """(statement name, SQL with $n placeholders, parameter names in order) for one filter mix."""
-    where = ["a.is_active"]
-    names: list[str] = []
+    """(statement name, SQL with $n placeholders, parameter names) for one filter mix.
 
-    def param(name: str) -> str:
-        names.append(name)
-        return f"${len(names)}"
+    `niches` is how many niche filters there are (0, 1, or 2 for "several"). Each mix
+    gets the plan shape that keeps every page, however deep, an index walk:
+    - one niche: walk the (niche_id, <account>_id) index backwards and join each id;
+    - several niches: walk accounts backwards, keeping those linked to any of them;
+    - text only: collect the matches through the GIN index when there are few, else
+      walk accounts backwards (a common word matches within the first rows);
+    - nothing: walk accounts backwards.
+    """
+    p = _Params()
+    row = ["a.is_active"]
+    if verified:
+        row.append(f"a.is_phone_verified = {p('verified')}")
+    match = f"{kind.search.replace('coalesce(', 'coalesce(a.')} @@ to_tsquery('simple', {{}})"
+    view = kind.view("a", False)
+    flags = f"{niches}{int(search)}{int(verified)}{int(after)}"
+    name = f"{kind.table}_page_{flags}"
+
+    if niches == 1:
+        if search:
+            row.append(match.format(p("tsquery")))
+        keyset = f" AND l.{kind.link_column} < {p('after')}" if after else ""
+        sql = (
+            f"SELECT a.id, {view}::text FROM ("
+            f"SELECT l.{kind.link_column} AS id FROM {kind.link_table} l "
+            f"WHERE l.niche_id = (SELECT n.id FROM niches n "
+            f"WHERE n.slug = ANY({p('slugs')}::text[]) OR n.id = ANY({p('ids')}::int[]) LIMIT 1)"
+            f"{keyset} "
+            f"ORDER BY l.niche_id DESC, l.{kind.link_column} DESC) ids "
+            # OFFSET 0 keeps the lateral from being flattened: a nested loop, never a merge.
+            f"CROSS JOIN LATERAL (SELECT * FROM {kind.table} a WHERE a.id = ids.id "
+            f"AND {' AND '.join(row)} OFFSET 0) a "
+            f"ORDER BY ids.id DESC LIMIT {p('limit')}"
+        )
+        return name, sql, tuple(p.names)
 
     if after:
-        where.append(f"a.id < {param('after')}")
-    if verified:
-        where.append(f"a.is_phone_verified = {param('verified')}")
+        row.append(f"a.id < {p('after')}")
     if niches:
-        where.append(
+        row.append(
             f"EXISTS (SELECT 1 FROM {kind.link_table} l WHERE l.{kind.link_column} = a.id "
             "AND l.niche_id IN (SELECT n.id FROM niches n "
-            f"WHERE n.slug = ANY({param('slugs')}::text[]) OR n.id = ANY({param('ids')}::int[])))"
+            f"WHERE n.slug = ANY({p('slugs')}::text[]) OR n.id = ANY({p('ids')}::int[])))"
         )
+    if search and not niches:
+        ts = p("tsquery")
+        hits_where = " AND ".join([*row, match.format(ts)])
+        limit = p("limit")
+        sql = (
+            f"WITH hits AS MATERIALIZED (SELECT a.id FROM {kind.table} a WHERE {hits_where} "
+            f"LIMIT {SEARCH_HITS_CAP + 1}), "
+            "n AS (SELECT count(*) AS c FROM hits) "
+            f"(SELECT a.id, {view}::text FROM {kind.table} a JOIN hits h ON h.id = a.id "
+            f"WHERE (SELECT c FROM n) <= {SEARCH_HITS_CAP} ORDER BY a.id DESC LIMIT {limit}) "
+            "UNION ALL "
+            f"(SELECT a.id, {view}::text FROM {kind.table} a WHERE (SELECT c FROM n) > "
+            f"{SEARCH_HITS_CAP} AND {hits_where} ORDER BY a.id DESC LIMIT {limit})"
+        )
+        return name, sql, tuple(p.names)
     if search:
-        # The exact indexed expression (unqualified: `a` is the only table in scope).
-        where.append(f"{kind.search} @@ to_tsquery('simple', {param('tsquery')})")
-    limit = param("limit")
+        row.append(match.format(p("tsquery")))
     sql = (
-        f"SELECT a.id, {kind.view('a', False)}::text FROM {kind.table} a "
-        f"WHERE {' AND '.join(where)} ORDER BY a.id DESC LIMIT {limit}"
+        f"SELECT a.id, {view}::text FROM {kind.table} a "
+        f"WHERE {' AND '.join(row)} ORDER BY a.id DESC LIMIT {p('limit')}"
     )
-    flags = "".join("1" if f else "0" for f in (niches, search, verified, after))
-    return f"{kind.table}_page_{flags}", sql, tuple(names)
+    return name, sql, tuple(p.names)
 
 
 def tsquery(q: str) -> str | None:
@@ -202,7 +257,7 @@ def page_json(kind: Kind, f: ListFilter) -> str:
     ts = tsquery(f.q) if f.q is not None else None
     if f.q is not None and ts is None:
         return '{"items":[],"nextCursor":null}'
-    niches = bool(f.niche_slugs or f.niche_ids)
+    niches = min(len(f.niche_slugs) + len(f.niche_ids), 2)
     name, sql, names = _list_sql(
         kind, niches, ts is not None, f.verified is not None, f.after_id is not None
     )
