@@ -322,13 +322,16 @@ def seed_demo(
         with _bulk_load({table: len(rows["id"]) for table, _, rows in loads}, report):
             for table, columns, rows in loads:
                 _copy(table, columns, rows, report)
-        for table, _, _ in loads:
+        for done, (table, _, _) in enumerate(loads, start=1):
             database.execute_sql(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"coalesce(max(id), 0) + 1, false) FROM {table}"
             )
-            # Fresh statistics, so the planner (and EXPLAIN in the notebooks) sees the new size.
-            database.execute_sql(f"ANALYZE {table}")
+            # Fresh statistics for the columns plans turn on, so the planner (and EXPLAIN in
+            # the notebooks) sees the new size at once. A full ANALYZE would also sample the
+            # full-text index (seconds at 100k rows); autovacuum does that after the commit.
+            database.execute_sql(f"ANALYZE {table} ({', '.join(PLANNER_COLUMNS[table])})")
+            report("statistics", done, len(loads))
     return DemoResult(influencers, brands, len(inf_links["id"]), len(brand_links["id"]))
 
 
@@ -443,34 +446,33 @@ def _influencer_rows(
     end_us = int(end.timestamp() * 1_000_000)
     ids = np.arange(first_id, first_id + n, dtype=np.int64)
     gender_idx = rng.choice(len(GENDERS), size=n, p=GENDER_WEIGHTS)
-    firsts = np.where(
+    # First names by gender, as indexes into FIRST_NAMES (female, then male, then neutral).
+    first_idx = np.where(
         gender_idx == 0,
-        _pick(rng, FEMALE, n),
-        np.where(gender_idx == 1, _pick(rng, MALE, n), _pick(rng, NEUTRAL, n)),
+        rng.integers(0, len(FEMALE), n),
+        np.where(
+            gender_idx == 1,
+            len(FEMALE) + rng.integers(0, len(MALE), n),
+            len(FEMALE) + len(MALE) + rng.integers(0, len(NEUTRAL), n),
+        ),
     )
-    lasts = _pick(rng, SURNAMES, n)
-    style = rng.integers(0, 4, size=n)
-    names, usernames, emails = [], [], []
-    domains = _pick(rng, EMAIL_DOMAINS, n)
-    for i, first, last, s, domain in zip(
-        ids.tolist(), firsts, lasts, style.tolist(), domains, strict=True
-    ):
-        names.append(f"{first} {last}")
-        f, la, tag = first.lower(), last.lower(), str(i)
-        base = (f"{f}.{la}", f"{f}_{la}", f"{f}{la}", f"the.{f}")[s]
-        username = base[: 30 - len(tag) - 1] + ("_" if s == 3 else ".") + tag
-        usernames.append(username)
-        emails.append(f"{username}@{domain}")
+    last_idx = rng.integers(0, len(SURNAMES), n)
+    style_idx = rng.integers(0, len(USERNAME_STYLES), n)
+    domains = _pick(rng, EMAIL_DOMAINS, n).tolist()
+    tags = [str(i) for i in ids.tolist()]  # the id keeps every username (and email) unique
+    room = 30 - 1 - len(tags[-1]) if n else 30  # the API allows 30 characters
+    bases = _username_bases(room)[first_idx, last_idx, style_idx].tolist()
+    usernames = [f"{base}.{tag}" for base, tag in zip(bases, tags, strict=True)]
+    names = np.asarray([[f"{f} {la}" for la in SURNAMES] for f in FIRST_NAMES], dtype=object)[
+        first_idx, last_idx
+    ].tolist()
     gender = np.asarray(GENDERS, dtype=object)[gender_idx]
     gender[rng.random(n) < 0.08] = None  # optional at sign-up
     age_days = np.clip(rng.normal(26 * 365.25, 6 * 365.25, n), 16 * 366, 60 * 365.25)
     end_day = np.datetime64(end.date(), "D")
     dob = np.datetime_as_string(end_day - age_days.astype("timedelta64[D]")).astype(object)
     dob[rng.random(n) < 0.12] = None
-    profile_image = np.array(
-        [f"https://images.example.com/avatars/{i}.jpg" for i in ids.tolist()], dtype=object
-    )
-    profile_image[rng.random(n) < 0.15] = None
+    no_image = (rng.random(n) < 0.15).tolist()
     age_share = (end_us - created) / max(1, days * 86_400_000_000)  # 0 newest .. 1 oldest
     # Older accounts had longer to verify; centred so that ~70% of all accounts are verified.
     verified = rng.random(n) < VERIFIED_SHARE + 0.16 * _centred(age_share)
@@ -480,23 +482,41 @@ def _influencer_rows(
     updated[gone] = created[gone] + (rng.random(int(gone.sum())) * (end_us - created[gone])).astype(
         np.int64
     )
+    created_at = _timestamps(created)
     return {
         "id": ids.tolist(),
         "name": names,
         "username": usernames,
-        "email": emails,
+        "email": [f"{u}@{d}" for u, d in zip(usernames, domains, strict=True)],
         "phone": _phones(ids, INFLUENCER_PHONES),
         "date_of_birth": dob.tolist(),
         "gender": gender.tolist(),
         "bio": [None] * n,  # written once the niches are known
-        "profile_image": profile_image.tolist(),
+        "profile_image": [
+            None if skip else f"https://images.example.com/avatars/{tag}.jpg"
+            for skip, tag in zip(no_image, tags, strict=True)
+        ],
         "is_phone_verified": verified,
         "is_active": active,
-        "created_at": _timestamps(created),
+        "created_at": created_at,
         "updated_at": _timestamps(updated),
         "created": created,
-        "cities": _pick(rng, CITIES, n),
+        "city": rng.integers(0, len(CITIES), size=n),
     }
+
+
+USERNAME_STYLES = ("{f}.{la}", "{f}_{la}", "{f}{la}", "the.{f}")
+FIRST_NAMES = FEMALE + MALE + NEUTRAL
+
+
+def _username_bases(room: int) -> np.ndarray:
+    """Every username stem by [first name, surname, style], cut to `room` characters."""
+    bases = np.empty((len(FIRST_NAMES), len(SURNAMES), len(USERNAME_STYLES)), dtype=object)
+    for i, first in enumerate(FIRST_NAMES):
+        for j, last in enumerate(SURNAMES):
+            for k, style in enumerate(USERNAME_STYLES):
+                bases[i, j, k] = style.format(f=first.lower(), la=last.lower())[:room]
+    return bases
 
 
 def _fill_bios(
@@ -510,19 +530,22 @@ def _fill_bios(
     n = len(rows["id"])
     if n == 0:
         return
-    topic = {i: name.lower() for i, name in zip(niche_ids.tolist(), names, strict=True)}
+    # Every bio there can be, built once; each account then picks one by index.
+    shape = (len(BIO_OPENERS), len(names), len(CITIES), len(BIO_CLOSERS))
+    bios = np.empty(shape, dtype=object)
+    for o, opener in enumerate(BIO_OPENERS):
+        for t, topic in enumerate(names):
+            for c, city in enumerate(CITIES):
+                for e, closer in enumerate(BIO_CLOSERS):
+                    bios[o, t, c, e] = opener.format(niche=topic.lower(), city=city) + closer
+    position = {int(i): k for k, i in enumerate(niche_ids.tolist())}
     first_link = np.unique(links["owner_index"], return_index=True)[1]
-    primary = np.asarray(links["niche_id"])[first_link]
-    opener = rng.integers(0, len(BIO_OPENERS), size=n).tolist()
-    closer = rng.integers(0, len(BIO_CLOSERS), size=n).tolist()
-    empty = (rng.random(n) < 0.15).tolist()
-    rows["bio"] = [
-        None
-        if empty[k]
-        else BIO_OPENERS[opener[k]].format(niche=topic[int(primary[k])], city=rows["cities"][k])
-        + BIO_CLOSERS[closer[k]]
-        for k in range(n)
+    topic_idx = np.array([position[i] for i in np.asarray(links["niche_id"])[first_link].tolist()])
+    chosen = bios[
+        rng.integers(0, shape[0], size=n), topic_idx, rows["city"], rng.integers(0, shape[3], n)
     ]
+    chosen[rng.random(n) < 0.15] = None
+    rows["bio"] = chosen.tolist()
 
 
 # --- brands --------------------------------------------------------------------------------
@@ -617,7 +640,7 @@ def _links(
     chosen = np.arange(kmax)[None, :] < count[:, None]
     # Row-major order: each account's links together, its first pick first.
     owner_index = np.nonzero(chosen)[0]
-    stamps = _timestamps(created[owner_index])
+    stamps = np.asarray(accounts["created_at"], dtype=object)[owner_index].tolist()
     return {
         "id": list(range(first_id, first_id + len(owner_index))),
         f"{owner}_id": np.asarray(accounts["id"], dtype=np.int64)[owner_index].tolist(),
@@ -660,6 +683,12 @@ def _bulk_load(rows: dict[str, int], report: Progress) -> Iterator[None]:
 
 
 BULK_THRESHOLD = 10_000
+PLANNER_COLUMNS = {
+    "influencers": ("id", "is_active", "is_phone_verified", "created_at"),
+    "brands": ("id", "is_active", "is_phone_verified", "is_profile_completed", "created_at"),
+    "influencer_niches": ("id", "influencer_id", "niche_id"),
+    "brand_niches": ("id", "brand_id", "niche_id"),
+}
 # Indexes that no constraint owns (a primary key stays), with the statement that recreates each.
 SECONDARY_INDEXES = """
 SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
