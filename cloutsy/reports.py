@@ -9,6 +9,7 @@ The notebooks on disk are never rewritten: outputs live only in the reports.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -25,6 +26,10 @@ from cloutsy.config import PROJECT_ROOT
 KERNEL = "python3"
 CELL_TIMEOUT_S = 300
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+_QUIET = logging.getLogger(__name__ + ".nbclient")
+_QUIET.setLevel(logging.WARNING)
 
 
 class NotebookFailed(Exception):
@@ -62,6 +67,7 @@ def execute(path: Path, timeout: int = CELL_TIMEOUT_S) -> nbformat.NotebookNode:
         resources={"metadata": {"path": str(path.parent)}},
         # Quiet the kernel's own start-up warnings (plain-TCP transport on localhost).
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        log=_QUIET,  # failures are reported by NotebookFailed, not by nbclient's INFO lines
     )
     try:
         client.execute(env=_kernel_env())
