@@ -35,12 +35,23 @@ from cloutsy.models import Influencer, InfluencerNiche, Niche
 PERIODS = {"day": "1 day", "week": "1 week", "month": "1 month"}
 # The brand fields that make a profile complete (CONTRACT §6, `isProfileCompleted`).
 PROFILE_FIELDS = (
-    "legal_entity_name", "company_type", "brand_email_id", "poc_name", "poc_designation",
-    "poc_email_id", "poc_contact_number", "brand_bio", "profile_image",
-    "incorporation_document", "gst_document", "pan_document",
-)  # fmt: skip
-ACCOUNT_TABLES = {"influencer": ("influencers", "influencer_niches", "influencer_id"),
-                  "brand": ("brands", "brand_niches", "brand_id")}  # fmt: skip
+    "legal_entity_name",
+    "company_type",
+    "brand_email_id",
+    "poc_name",
+    "poc_designation",
+    "poc_email_id",
+    "poc_contact_number",
+    "brand_bio",
+    "profile_image",
+    "incorporation_document",
+    "gst_document",
+    "pan_document",
+)
+ACCOUNT_TABLES = {
+    "influencer": ("influencers", "influencer_niches", "influencer_id"),
+    "brand": ("brands", "brand_niches", "brand_id"),
+}
 LARGE_TABLE_ROWS = 10_000  # a sequential scan over more rows than this is flagged
 
 
@@ -163,8 +174,9 @@ def growth(
      ORDER BY period
     """
     params = {"period": period, "step": _step(period), "start": start, "end": end}
-    return _frame(sql, params).astype({"influencers_growth_pct": "float64",
-                                       "brands_growth_pct": "float64"})  # fmt: skip
+    return _frame(sql, params).astype(
+        {"influencers_growth_pct": "float64", "brands_growth_pct": "float64"}
+    )
 
 
 def verification_funnel() -> pd.DataFrame:
@@ -357,7 +369,7 @@ def key_queries() -> list[TimedQuery]:
         (
             "verified influencers, next page",
             lambda p: api.list_influencers(verified=True, after_id=p.after_id),
-        ),  # fmt: skip
+        ),
         ("get brand", lambda p: api.get_brand(p.brand_id)),
         ("list brands by niche", lambda p: api.list_brands(niche_ids=[p.niche_id])),
         ("list niches", lambda p: api.list_niches()),
@@ -367,8 +379,15 @@ def key_queries() -> list[TimedQuery]:
 def _percentiles(name: str, seconds: Sequence[float], **extra: Any) -> dict[str, Any]:
     ms = np.asarray(seconds) * 1000.0
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return {"query": name, **extra, "runs": len(ms), "p50_ms": p50, "p95_ms": p95,
-            "p99_ms": p99, "mean_ms": float(ms.mean())}  # fmt: skip
+    return {
+        "query": name,
+        **extra,
+        "runs": len(ms),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "mean_ms": float(ms.mean()),
+    }
 
 
 def _time(call: Callable[[], object], repeat: int, budget_s: float) -> list[float]:
@@ -436,8 +455,15 @@ def count_statements() -> Iterator[list[tuple[str, Any]]]:
 
 # ORM and hand-written SQL for the same three reads.
 
-INFLUENCER_COLUMNS = ("id", "name", "username", "bio", "profile_image", "is_phone_verified",
-                      "created_at")  # fmt: skip
+INFLUENCER_COLUMNS = (
+    "id",
+    "name",
+    "username",
+    "bio",
+    "profile_image",
+    "is_phone_verified",
+    "created_at",
+)
 
 
 def _orm_influencer(influencer_id: int) -> dict[str, Any] | None:
@@ -485,11 +511,14 @@ def _raw_page(niche_id: int | None, limit: int = 20) -> list[dict[str, Any]]:
 def orm_vs_raw(repeat: int = 50, budget_s: float = 0.6) -> pd.DataFrame:
     """The same reads through peewee's ORM and as hand-written SQL: p50/p95/p99 in ms."""
     pairs: list[tuple[str, Callable[[Probe], object], Callable[[Probe], object]]] = [
-        ("influencer by id", lambda p: _orm_influencer(p.influencer_id),
-         lambda p: _raw_influencer(p.influencer_id)),
+        (
+            "influencer by id",
+            lambda p: _orm_influencer(p.influencer_id),
+            lambda p: _raw_influencer(p.influencer_id),
+        ),
         ("latest page", lambda p: _orm_page(None), lambda p: _raw_page(None)),
         ("page of a niche", lambda p: _orm_page(p.niche_id), lambda p: _raw_page(p.niche_id)),
-    ]  # fmt: skip
+    ]
     share = budget_s / (2 * len(pairs))
     rows = []
     with _connection():
@@ -595,14 +624,16 @@ def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
                     if table not in sizes:
                         sizes[table] = _row_count(table)
                 timing = EXECUTION_TIME.search(plan)
-                rows.append({
-                    "query": name,
-                    "statement": _statement_text(sql),
-                    "execution_ms": float(timing.group(1)) if timing else float("nan"),
-                    "seq_scans": ", ".join(scanned),
-                    "flagged": any(sizes[t] > LARGE_TABLE_ROWS for t in scanned),
-                    "plan": plan,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "query": name,
+                        "statement": _statement_text(sql),
+                        "execution_ms": float(timing.group(1)) if timing else float("nan"),
+                        "seq_scans": ", ".join(scanned),
+                        "flagged": any(sizes[t] > LARGE_TABLE_ROWS for t in scanned),
+                        "plan": plan,
+                    }
+                )
     return pd.DataFrame(
         rows, columns=["query", "statement", "execution_ms", "seq_scans", "flagged", "plan"]
     )

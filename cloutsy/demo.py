@@ -7,9 +7,10 @@ verify their phone; brands stop at every stage of profile completion.
 
 Every value is drawn from one seeded numpy generator, so the same seed on an empty
 database gives the same rows (timestamps are anchored at today's midnight UTC).
-Rows go in with PostgreSQL COPY from an in-memory CSV buffer and explicit ids
+Rows go in with PostgreSQL COPY, streamed as CSV from memory, with explicit ids
 (derived usernames, emails and phones stay unique); the id sequences are moved
 past them afterwards. Existing rows are never touched: ids continue after them.
+Everything happens in one transaction: a failure leaves the database as it was.
 """
 
 from __future__ import annotations
@@ -277,48 +278,11 @@ def seed_demo(
     if days < 1:
         raise Invalid(f"days must be at least 1, got {days}")
     report = progress or (lambda stage, done, total: None)
-    rng = np.random.default_rng(random_seed)
-    end = _anchor()
     with _connection(), database.atomic():
         # A bulk load, not a request: the service's per-statement timeout (CONTRACT §3)
         # would cut the index rebuilds on a busy machine.
         database.execute_sql("SET LOCAL statement_timeout = 0")
-        niche_ids, slugs, names = _active_niches()
-        first = _next_ids()
-        affinity = _affinity(slugs)
-        inf = _influencer_rows(rng, influencers, days, end, first["influencers"])
-        inf_links = _links(
-            rng,
-            "influencer",
-            inf,
-            first["influencer_niches"],
-            niche_ids,
-            _weights(slugs, INFLUENCER_RANK),
-            NICHES_PER_INFLUENCER,
-            affinity,
-        )
-        _fill_bios(rng, inf, inf_links, niche_ids, names)
-        # Argon2id, hashed once (it is slow on purpose); the salt comes from the seed so a
-        # re-run gives byte-identical rows. Every demo brand shares the same demo password.
-        salt = hashlib.sha256(f"cloutsy-demo-{random_seed}".encode()).digest()[:16]
-        password = PasswordHasher().hash(DEMO_PASSWORD, salt=salt)
-        brand = _brand_rows(rng, brands, days, end, first["brands"], password)
-        brand_links = _links(
-            rng,
-            "brand",
-            brand,
-            first["brand_niches"],
-            niche_ids,
-            _weights(slugs, BRAND_RANK),
-            NICHES_PER_BRAND,
-            affinity,
-        )
-        loads = (
-            ("influencers", INFLUENCER_COLUMNS, inf),
-            ("influencer_niches", LINK_COLUMNS["influencer"], inf_links),
-            ("brands", BRAND_COLUMNS, brand),
-            ("brand_niches", LINK_COLUMNS["brand"], brand_links),
-        )
+        loads = _generate(influencers, brands, days, random_seed, report)
         with _bulk_load({table: len(rows["id"]) for table, _, rows in loads}, report):
             for table, columns, rows in loads:
                 _copy(table, columns, rows, report)
@@ -332,7 +296,57 @@ def seed_demo(
             # full-text index (seconds at 100k rows); autovacuum does that after the commit.
             database.execute_sql(f"ANALYZE {table} ({', '.join(PLANNER_COLUMNS[table])})")
             report("statistics", done, len(loads))
-    return DemoResult(influencers, brands, len(inf_links["id"]), len(brand_links["id"]))
+    return DemoResult(**{table: len(rows["id"]) for table, _, rows in loads})
+
+
+Load = tuple[str, Sequence[str], dict[str, Any]]  # table, its COPY columns, the column values
+
+
+def _generate(
+    influencers: int, brands: int, days: int, random_seed: int, report: Progress
+) -> tuple[Load, ...]:
+    """Every row to insert, drawn from one generator seeded with `random_seed`."""
+    rng = np.random.default_rng(random_seed)
+    end = _anchor()
+    report("generating", 0, 2)
+    niche_ids, slugs, names = _active_niches()
+    first = _next_ids()
+    affinity = _affinity(slugs)
+    inf = _influencer_rows(rng, influencers, days, end, first["influencers"])
+    inf_links = _links(
+        rng,
+        "influencer",
+        inf,
+        first["influencer_niches"],
+        niche_ids,
+        _weights(slugs, INFLUENCER_RANK),
+        NICHES_PER_INFLUENCER,
+        affinity,
+    )
+    _fill_bios(rng, inf, inf_links, niche_ids, names)
+    report("generating", 1, 2)
+    # Argon2id, hashed once (it is slow on purpose); the salt comes from the seed so a
+    # re-run gives byte-identical rows. Every demo brand shares the same demo password.
+    salt = hashlib.sha256(f"cloutsy-demo-{random_seed}".encode()).digest()[:16]
+    password = PasswordHasher().hash(DEMO_PASSWORD, salt=salt)
+    brand = _brand_rows(rng, brands, days, end, first["brands"], password)
+    brand_links = _links(
+        rng,
+        "brand",
+        brand,
+        first["brand_niches"],
+        niche_ids,
+        _weights(slugs, BRAND_RANK),
+        NICHES_PER_BRAND,
+        affinity,
+    )
+    report("generating", 2, 2)
+    return (
+        ("influencers", INFLUENCER_COLUMNS, inf),
+        ("influencer_niches", LINK_COLUMNS["influencer"], inf_links),
+        ("brands", BRAND_COLUMNS, brand),
+        ("brand_niches", LINK_COLUMNS["brand"], brand_links),
+    )
 
 
 # --- reading what is there -----------------------------------------------------------------

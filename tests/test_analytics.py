@@ -57,9 +57,18 @@ def data(db):
         db.execute_sql(
             "INSERT INTO influencers (id, name, username, email, phone, is_phone_verified, "
             "is_active, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (i, f"Creator {i}", f"creator{i}", f"c{i}@example.com", f"+9170000000{i:02d}",
-             verified, active, ts(created), ts(created)),
-        )  # fmt: skip
+            (
+                i,
+                f"Creator {i}",
+                f"creator{i}",
+                f"c{i}@example.com",
+                f"+9170000000{i:02d}",
+                verified,
+                active,
+                ts(created),
+                ts(created),
+            ),
+        )
         for slug in slugs:
             db.execute_sql(
                 "INSERT INTO influencer_niches (influencer_id, niche_id) VALUES (%s, %s)",
@@ -73,9 +82,20 @@ def data(db):
             "INSERT INTO brands (id, email, password, phone, is_phone_verified, brand_name, "
             f"username, is_profile_completed, is_active, created_at, updated_at, {columns}) "
             f"VALUES (%s, %s, 'hash', %s, %s, %s, %s, %s, %s, %s, %s{', %s' * len(profile)})",
-            (i, f"b{i}@example.com", f"+9180000000{i:02d}", verified, f"Brand {i}", f"brand{i}",
-             filled == 12, active, ts(created), ts(created), *profile.values()),
-        )  # fmt: skip
+            (
+                i,
+                f"b{i}@example.com",
+                f"+9180000000{i:02d}",
+                verified,
+                f"Brand {i}",
+                f"brand{i}",
+                filled == 12,
+                active,
+                ts(created),
+                ts(created),
+                *profile.values(),
+            ),
+        )
         for slug in slugs:
             db.execute_sql(
                 "INSERT INTO brand_niches (brand_id, niche_id) VALUES (%s, %s)", (i, niche[slug])
@@ -102,9 +122,13 @@ def nan_or(value):
 def test_weekly_signups_fill_empty_weeks_and_keep_running_totals(data):
     frame = analytics.signups("week", start=D(2024, 1, 1), end=D(2024, 2, 5))
     assert [p.date() for p in frame["period"]] == [
-        D(2024, 1, 1), D(2024, 1, 8), D(2024, 1, 15), D(2024, 1, 22), D(2024, 1, 29),
+        D(2024, 1, 1),
+        D(2024, 1, 8),
+        D(2024, 1, 15),
+        D(2024, 1, 22),
+        D(2024, 1, 29),
         D(2024, 2, 5),
-    ]  # fmt: skip
+    ]
     assert rows(frame, "influencers", "brands") == [(2, 1), (0, 0), (1, 1), (0, 0), (2, 0), (0, 1)]
     assert list(frame["influencers_total"]) == [2, 2, 3, 3, 5, 5]
     assert list(frame["brands_total"]) == [1, 1, 2, 2, 2, 3]
