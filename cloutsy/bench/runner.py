@@ -712,6 +712,10 @@ def run(settings: Settings, options: Options, progress: Progress) -> Report:
     wrk_binary = ensure_wrk(progress)
     with_service = options.service and service_available()
     notes = []
+    busy = _competing_load()
+    if busy:
+        progress(busy)
+        notes.append(busy)
     if options.service and not with_service:
         notes.append("service not measured: cloutsy.api is not there yet")
     data = prepare_dataset(settings, options.influencers, options.brands, progress, options.fresh)
@@ -759,6 +763,18 @@ def run(settings: Settings, options: Options, progress: Progress) -> Report:
         scaled = [f"cloutsy_bench_{options.scale_influencers}"] if options.scale else []
         _drop(settings, [data.name, *scaled])
     return report
+
+
+def _competing_load() -> str | None:
+    """A warning when other processes already keep the CPUs busy (figures get noisy)."""
+    load = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if load <= cpus / 2:
+        return None
+    return (
+        f"warning: load average {load:.1f} on {cpus} CPUs before the bench started: other "
+        "processes compete, so trust the ratios over absolute figures, and use --rounds"
+    )
 
 
 def _paths_file(work: Path, name: str, paths: Sequence[str]) -> Path:
