@@ -96,42 +96,34 @@ def _step(period: str) -> str:
 
 # --- growth --------------------------------------------------------------------------------
 
-# Accounts older than the range fall into one bucket just before it (`lo - step`), so
-# a single scan of each table yields both the per-period counts and the running totals.
+# One scan of each table counts sign-ups per period; the range, the empty periods and
+# the running totals (which include accounts older than the range) come from those counts.
 SIGNUPS = """
-WITH bounds AS MATERIALIZED (
+WITH inf AS MATERIALIZED (
+    SELECT date_trunc(%(period)s, created_at) AS period, count(*) AS n FROM influencers GROUP BY 1
+), br AS MATERIALIZED (
+    SELECT date_trunc(%(period)s, created_at) AS period, count(*) AS n FROM brands GROUP BY 1
+), bounds AS MATERIALIZED (
     SELECT date_trunc(%(period)s, coalesce(%(start)s::timestamptz,
-               least((SELECT min(created_at) FROM influencers),
-                     (SELECT min(created_at) FROM brands), now()))) AS lo,
+               least((SELECT min(period) FROM inf), (SELECT min(period) FROM br), now()))) AS lo,
            date_trunc(%(period)s, coalesce(%(end)s::timestamptz, now())) AS hi
-), inf AS (
-    SELECT greatest(date_trunc(%(period)s, a.created_at), lo - %(step)s::interval) AS period,
-           count(*) AS n
-      FROM influencers a, bounds
-     WHERE a.created_at < hi + %(step)s::interval GROUP BY 1
-), br AS (
-    SELECT greatest(date_trunc(%(period)s, a.created_at), lo - %(step)s::interval) AS period,
-           count(*) AS n
-      FROM brands a, bounds
-     WHERE a.created_at < hi + %(step)s::interval GROUP BY 1
-), series AS (
-    SELECT p.period,
-           coalesce(i.n, 0) AS influencers,
-           coalesce(b.n, 0) AS brands,
-           sum(coalesce(i.n, 0)) OVER w AS influencers_total,
-           sum(coalesce(b.n, 0)) OVER w AS brands_total
-      FROM bounds,
-           generate_series(lo - %(step)s::interval, hi, %(step)s::interval) AS p(period)
-      LEFT JOIN inf i ON i.period = p.period
-      LEFT JOIN br b ON b.period = p.period
-    WINDOW w AS (ORDER BY p.period)
+), before AS (
+    SELECT (SELECT coalesce(sum(n), 0) FROM inf WHERE period < lo) AS inf,
+           (SELECT coalesce(sum(n), 0) FROM br WHERE period < lo) AS br
+      FROM bounds
 )
-SELECT s.period, s.influencers, s.brands,
-       s.influencers_total::bigint AS influencers_total,
-       s.brands_total::bigint AS brands_total,
-       s.period + %(step)s::interval <= now() AS complete
-  FROM series s, bounds
- WHERE s.period >= lo
+SELECT p.period,
+       coalesce(i.n, 0) AS influencers,
+       coalesce(b.n, 0) AS brands,
+       (before.inf + sum(coalesce(i.n, 0)) OVER w)::bigint AS influencers_total,
+       (before.br + sum(coalesce(b.n, 0)) OVER w)::bigint AS brands_total,
+       p.period + %(step)s::interval <= now() AS complete
+  FROM bounds
+ CROSS JOIN before
+ CROSS JOIN generate_series(bounds.lo, bounds.hi, %(step)s::interval) AS p(period)
+  LEFT JOIN inf i ON i.period = p.period
+  LEFT JOIN br b ON b.period = p.period
+WINDOW w AS (ORDER BY p.period)
 """
 
 
@@ -147,7 +139,7 @@ def signups(
     from the first sign-up (or `start`) to now (or `end`).
     """
     params = {"period": period, "step": _step(period), "start": start, "end": end}
-    frame = _frame(SIGNUPS + " ORDER BY s.period", params)
+    frame = _frame(SIGNUPS + " ORDER BY p.period", params)
     return frame.astype({"influencers": "int64", "brands": "int64", "complete": "bool"})
 
 
@@ -324,15 +316,16 @@ class Probe:
 
 
 def probe() -> Probe:
-    """Pick a mid-table influencer and brand, the most popular niche and a common name word."""
+    """Pick a mid-table influencer and brand, the niche most picked lately, a common name word."""
     with _connection():
         row = database.execute_sql("""
         SELECT (SELECT id FROM influencers WHERE is_active AND id >=
                    (SELECT max(id) / 2 FROM influencers) ORDER BY id LIMIT 1),
                (SELECT id FROM brands WHERE is_active AND id >=
                    (SELECT max(id) / 2 FROM brands) ORDER BY id LIMIT 1),
-               (SELECT niche_id FROM influencer_niches GROUP BY niche_id
-                 ORDER BY count(*) DESC, niche_id LIMIT 1),
+               (SELECT niche_id FROM (SELECT niche_id FROM influencer_niches
+                                        ORDER BY id DESC LIMIT 10000) recent
+                 GROUP BY niche_id ORDER BY count(*) DESC, niche_id LIMIT 1),
                (SELECT min(id) FROM niches WHERE is_active)
         """).fetchone()
         name = database.execute_sql(
@@ -409,23 +402,23 @@ def _time(call: Callable[[], object], repeat: int, budget_s: float) -> list[floa
 
 
 def query_timings(
-    repeat: int = 50, budget_s: float = 0.6, queries: Sequence[TimedQuery] | None = None
+    repeat: int = 50, budget_s: float = 0.4, queries: Sequence[TimedQuery] | None = None
 ) -> pd.DataFrame:
     """p50/p95/p99 in ms of each key query (up to `repeat` runs), with its SQL statement count.
 
-    Statements are counted on a second, untimed run: the first warms caches up and may
-    PREPARE statements that later calls only EXECUTE.
+    A first, untimed run warms caches up and counts the statements a call sends (a
+    PREPARE is left out: it happens once per connection, later calls only EXECUTE).
     """
     chosen = list(queries or key_queries())
     rows = []
     with _connection():
         p = probe()
         for name, query in chosen:
-            query(p)
             with count_statements() as seen:
                 query(p)
+            statements = sum(not _is_prepare(sql) for sql, _ in seen)
             timings = _time(lambda q=query: q(p), repeat, budget_s / len(chosen))
-            rows.append(_percentiles(name, timings, statements=len(seen)))
+            rows.append(_percentiles(name, timings, statements=statements))
     return pd.DataFrame(rows)
 
 
@@ -598,8 +591,8 @@ EXECUTION_TIME = re.compile(r"Execution Time: ([\d.]+) ms")
 def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
     """EXPLAIN (ANALYZE, BUFFERS) of every read statement each key query sends.
 
-    Each query runs once first, so a prepared statement is explained as the service
-    runs it (`EXPLAIN EXECUTE`); `statement` then shows the prepared SQL.
+    A prepared statement is explained as the service runs it (`EXPLAIN EXECUTE`);
+    `statement` then shows the prepared SQL.
     `seq_scans` names the tables read sequentially; `flagged` is True when one of
     them holds more than LARGE_TABLE_ROWS rows (an index is probably missing, or a
     whole-table aggregate deserves a cache).
@@ -610,7 +603,6 @@ def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
         p = probe()
         cursor = database.cursor()
         for name, query in queries or key_queries():
-            query(p)
             with count_statements() as seen:
                 query(p)
             for sql, params in seen:
@@ -637,6 +629,10 @@ def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["query", "statement", "execution_ms", "seq_scans", "flagged", "plan"]
     )
+
+
+def _is_prepare(sql: str) -> bool:
+    return sql.lstrip()[:8].upper() == "PREPARE "
 
 
 PREPARED_NAME = re.compile(r"\s*EXECUTE\s+(\w+)", re.IGNORECASE)
