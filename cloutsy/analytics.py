@@ -345,15 +345,9 @@ TimedQuery = tuple[str, Callable[[Probe], object]]
 
 
 def key_queries() -> list[TimedQuery]:
-    """The service's key reads: the API's own (`cloutsy.queries`) once it exists, else ours."""
-    try:
-        from cloutsy import queries as api
-    except ImportError:  # the API's read side has not landed: time the ORM equivalents
-        return [
-            ("get influencer", lambda p: _orm_influencer(p.influencer_id)),
-            ("list influencers", lambda p: _orm_page(None)),
-            ("list influencers by niche", lambda p: _orm_page(p.niche_id)),
-        ]
+    """The service's key reads, as the API runs them (`cloutsy.queries`); one line each."""
+    from cloutsy import queries as api  # lazily: importing analytics stays light
+
     return [
         ("get influencer", lambda p: api.get_influencer(p.influencer_id)),
         ("list influencers", lambda p: api.list_influencers()),
