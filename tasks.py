@@ -273,6 +273,51 @@ def db_restore(c: Context, file: str, yes: bool = False) -> None:
         say(f"restored {file}")
 
 
+# --- load --------------------------------------------------------------------------------
+
+
+@task(name="loadtest")
+def loadtest(c: Context, users: int = 50, seconds: int = 60, url: str = "") -> None:
+    """Drive the running service with a realistic mix (locust) and check its promises."""
+    with edge():
+        settings = boot()
+        from cloutsy import loadtest as load
+
+        target = url or f"http://{settings.host}:{settings.port}"
+        if users < 1 or seconds < 1:
+            raise Exit("error: --users and --seconds must be positive", code=1)
+        try:
+            report = load.run(target, users, seconds, progress=say)
+        except RuntimeError as exc:
+            raise Exit(f"error: {exc}", code=1) from None
+        say(report.table())
+        say(
+            f"total: {report.requests} requests, {report.rps:.1f} req/s, "
+            f"p50 {report.p50:.0f} ms, p95 {report.p95:.0f} ms, p99 {report.p99:.0f} ms, "
+            f"{report.failures} failed ({report.server_errors} 5xx)"
+        )
+        limit = settings.workers * settings.pool_max
+        say(
+            f"PostgreSQL connections from the service: at most {report.max_connections} "
+            f"(limit {limit} = {settings.workers} workers x pool {settings.pool_max})"
+        )
+        say(
+            f"acknowledged sign-ups read back: {report.acknowledged - report.unreadable}"
+            f"/{report.acknowledged}"
+        )
+        problems = []
+        if report.server_errors:
+            problems.append(f"{report.server_errors} server errors")
+        if report.unreadable:
+            problems.append(f"{report.unreadable} acknowledged sign-ups not readable")
+        if report.max_connections > limit:
+            problems.append(f"{report.max_connections} connections > {limit}")
+        if report.requests == 0:
+            problems.append("no request was made (is the service running?)")
+        if problems:
+            raise Exit("load test failed: " + "; ".join(problems), code=1)
+
+
 # --- tests -------------------------------------------------------------------------------
 
 
@@ -348,4 +393,4 @@ migrate = Collection("migrate", migrate_apply, migrate_status, migrate_rollback,
 seed = Collection("seed", seed_niches, seed_demo_data)
 db = Collection("db", db_backup, db_restore)
 
-ns = Collection(migrate, seed, db, run_tests, serve, bench, notebooks)
+ns = Collection(migrate, seed, db, run_tests, serve, bench, notebooks, loadtest)
