@@ -13,7 +13,8 @@ from cloutsy.config import PROJECT_ROOT
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 EXPECTED = {"growth_metrics.ipynb", "niche_distribution.ipynb", "query_timings.ipynb"}
-PNG = re.compile(r'<img[^>]+src="data:image/png;base64,')
+# A chart in nbconvert's HTML: an image output area holding an inline PNG.
+PNG = re.compile(r'<div class="jp-RenderedImage[^>]*>\s*<img[^>]+src="data:image/png;base64,')
 
 
 def test_the_three_notebooks_are_committed_without_outputs():
