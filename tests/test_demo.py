@@ -232,3 +232,41 @@ def test_one_side_may_be_empty(db, anchored):
     result = demo.seed_demo(0, 5, 10)
     assert (result.influencers, result.influencer_niches, result.brands) == (0, 0, 5)
     assert scalar(db, "SELECT count(*) FROM brands") == 5
+
+
+def test_demo_accounts_pass_the_api_sign_up_validation(db, seeded):
+    from cloutsy.schemas import BrandCreate, InfluencerCreate
+
+    influencer_fields = (
+        "name",
+        "username",
+        "email",
+        "phone",
+        "date_of_birth",
+        "gender",
+        "bio",
+        "profile_image",
+    )
+    rows = db.execute_sql(
+        f"SELECT {', '.join(influencer_fields)}, "
+        "(SELECT array_agg(niche_id ORDER BY niche_id) FROM influencer_niches l "
+        " WHERE l.influencer_id = a.id) FROM influencers a ORDER BY id LIMIT 300"
+    ).fetchall()
+    for row in rows:
+        values = {k: v for k, v in zip(influencer_fields, row, strict=False) if v is not None}
+        created = InfluencerCreate.model_validate({**values, "niche_ids": row[-1]})
+        assert (created.username, created.email, created.phone) == (
+            values["username"],
+            values["email"],
+            values["phone"],
+        )
+    brand_fields = ("email", "phone", "brand_name", "username", *demo.PROFILE_FIELDS)
+    rows = db.execute_sql(
+        f"SELECT {', '.join(brand_fields)}, "
+        "(SELECT array_agg(niche_id ORDER BY niche_id) FROM brand_niches l "
+        " WHERE l.brand_id = a.id) FROM brands a ORDER BY id"
+    ).fetchall()
+    for row in rows:
+        values = {k: v for k, v in zip(brand_fields, row, strict=False) if v is not None}
+        payload = {**values, "password": demo.DEMO_PASSWORD, "niche_ids": row[-1]}
+        assert BrandCreate.model_validate(payload).email == values["email"]
