@@ -64,7 +64,7 @@ def say(message: str) -> None:
 
 @task(name="serve")
 def serve(c: Context, host: str = "", port: int = 0, workers: int = 0) -> None:
-    """Serve the API with gunicorn (development: apply migrations and seed niches first)."""
+    """Serve the API with granian (development: apply migrations and seed niches first)."""
     with edge():
         settings = boot(wait=30)
         from cloutsy import migrations
@@ -89,19 +89,17 @@ def serve(c: Context, host: str = "", port: int = 0, workers: int = 0) -> None:
         env["CLOUTSY_PORT"] = str(port)
     if workers:
         env["CLOUTSY_WORKERS"] = str(workers)
-    bind_host = env.get("CLOUTSY_HOST") or settings.host
-    bind_port = env.get("CLOUTSY_PORT") or settings.port
-    say(f"serving on http://{bind_host}:{bind_port} ({settings.env})")
-    argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:cloutsy.gunicorn_conf",
-        "cloutsy.api.wsgi:app",
-    ]
+    with edge():
+        from cloutsy.config import load_settings
+        from cloutsy.serving import metrics_dir, server_argv
+
+        settings = load_settings(env)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(settings))
+        argv = server_argv(settings)
+    say(f"serving on http://{settings.host}:{settings.port} ({settings.env}, "
+        f"{settings.workers} workers)")
     sys.stdout.flush()
-    # Replace this process: SIGTERM then reaches gunicorn's master directly.
+    # Replace this process: SIGTERM then reaches the server directly.
     os.execve(sys.executable, argv, env)
 
 

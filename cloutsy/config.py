@@ -1,7 +1,7 @@
 """Settings: every environment variable of CONTRACT §3, read once into a frozen object.
 
 A bad value stops start-up with a `ConfigError` whose message is one line naming
-the variable; callers at the edge (tasks, gunicorn) print it and exit non-zero.
+the variable; callers at the edge (tasks, the server) print it and exit non-zero.
 """
 
 from __future__ import annotations

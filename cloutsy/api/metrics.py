@@ -1,6 +1,6 @@
-"""Prometheus metrics (prometheus-client), correct across gunicorn workers.
+"""Prometheus metrics (prometheus-client), correct across server worker processes.
 
-Under gunicorn, `PROMETHEUS_MULTIPROC_DIR` is set (see gunicorn_conf.py) and every
+Under `invoke serve`, `PROMETHEUS_MULTIPROC_DIR` is set (cloutsy/serving.py) and every
 worker writes to shared files that /metrics aggregates; pool gauges are summed
 over live workers. Without it (tests, a single process) the default registry is used.
 """
