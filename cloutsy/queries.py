@@ -276,28 +276,27 @@ def page_json(kind: Kind, f: ListFilter) -> str:
     return '{"items":[' + ",".join(r[1] for r in rows) + '],"nextCursor":' + cursor + "}"
 
 
-def list_influencers(
+def list_page(
+    kind: Kind,
     niche_ids: list[int] | None = None,
     q: str | None = None,
     verified: bool | None = None,
     limit: int = 20,
     after_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    """A page of influencers as dicts (analytics and tests use this form)."""
+    """A page of accounts as dicts (analytics and tests use this form)."""
     f = ListFilter((), tuple(niche_ids or ()), q, verified, limit, after_id)
-    return json.loads(page_json(INFLUENCERS, f))["items"]
+    return json.loads(page_json(kind, f))["items"]
 
 
-def list_brands(
-    niche_ids: list[int] | None = None,
-    q: str | None = None,
-    verified: bool | None = None,
-    limit: int = 20,
-    after_id: int | None = None,
-) -> list[dict[str, Any]]:
-    """A page of brands as dicts."""
-    f = ListFilter((), tuple(niche_ids or ()), q, verified, limit, after_id)
-    return json.loads(page_json(BRANDS, f))["items"]
+def list_influencers(**filters: Any) -> list[dict[str, Any]]:
+    """A page of influencers as dicts; filters as `list_page`."""
+    return list_page(INFLUENCERS, **filters)
+
+
+def list_brands(**filters: Any) -> list[dict[str, Any]]:
+    """A page of brands as dicts; filters as `list_page`."""
+    return list_page(BRANDS, **filters)
 
 
 CURSOR_PREFIX = "v1:"
