@@ -4,6 +4,12 @@ Whatever logs (the app, peewee's query log, gunicorn's access log), records pass
 through `RedactingFilter`: phone numbers are masked to their last four digits,
 bearer tokens, passwords and OTP codes are dropped, and peewee's query
 parameters are replaced by their types (values of secret columns never appear).
+
+Why a record factory as well as filters: a filter on a logger does not see records of
+its child loggers (`cloutsy.api` is not filtered by a filter on `cloutsy`), a filter on
+one handler does not protect the next handler someone adds (pytest's, a log shipper's),
+and gunicorn replaces its own handlers when it reloads its configuration. Redacting each
+record as it is created covers every logger and every handler in the process.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from cloutsy.config import Settings
 # (connection ids) and dates are left alone.
 PHONE = re.compile(r"(?<![\w+])\+\d{8,15}(?!\d)|(?<![\w.:+-])\d{10,13}(?![\w.:-])")
 BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]+")
+# `key=value`, `"key": "value"` (JSON) and `'key': 'value'` (a dict's repr).
 SECRET_KV = re.compile(
-    r"(?i)(\"?(?:password|otp|debugOtp|token|secret|authorization)\"?\s*[:=]\s*)"
-    r"(\"[^\"]*\"|'[^']*'|[^\s,&}]+)"
+    r"(?i)([\"']?(?:password|otp|debugOtp|token|secret|authorization)[\"']?\s*[:=]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s,&})]+)"
 )
+# A DB-API placeholder is not a value: `"password" = %s` in the query log stays readable.
+PLACEHOLDER = re.compile(r"%s|%\(\w+\)s|\?")
 QUERY_SECRET = re.compile(r"(?i)([?&](?:token|otp|password|code)=)[^&\s]+")
 
 
@@ -34,10 +43,16 @@ def mask_phone(phone: str) -> str:
     return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
 
 
+def _drop_value(match: re.Match[str]) -> str:
+    if PLACEHOLDER.fullmatch(match.group(2)):
+        return match.group(0)
+    return match.group(1) + "[redacted]"
+
+
 def redact(text: str) -> str:
     """Mask phones and drop tokens, passwords and codes from free text."""
     text = BEARER.sub(r"\1[redacted]", text)
-    text = SECRET_KV.sub(r"\1[redacted]", text)
+    text = SECRET_KV.sub(_drop_value, text)
     text = QUERY_SECRET.sub(r"\1[redacted]", text)
     return PHONE.sub(lambda m: mask_phone(m.group(0)), text)
 
@@ -55,7 +70,10 @@ class RedactingFilter(logging.Filter):
         msg = record.msg
         if record.name.startswith("peewee") and isinstance(msg, tuple) and len(msg) == 2:
             sql, params = msg
-            shown = ", ".join(_describe(p) for p in params or ())
+            if isinstance(params, dict):  # named parameters (the read side's raw SQL)
+                shown = ", ".join(f"{k}={_describe(v)}" for k, v in params.items())
+            else:
+                shown = ", ".join(_describe(p) for p in params or ())
             record.msg, record.args = "%s -- params: [%s]", (sql, shown)
         try:
             text = record.getMessage()
@@ -67,6 +85,27 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+_REDACTOR = RedactingFilter()
+
+
+def redact_every_record() -> None:
+    """Redact each log record when it is made, whichever logger or handler it reaches (idempotent).
+
+    Only records a logger's level lets through are made, so disabled debug logging costs nothing.
+    """
+    base = logging.getLogRecordFactory()
+    if getattr(base, "_cloutsy_redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        _REDACTOR.filter(record)
+        return record
+
+    factory._cloutsy_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -84,6 +123,7 @@ def configure_logging(
     settings: Settings, stream: Any = None, query_log: bool | None = None
 ) -> None:
     """Log to stderr through the filter; peewee's query log in development unless told."""
+    redact_every_record()
     root = logging.getLogger()
     if not any(getattr(h, "_cloutsy", False) for h in root.handlers):
         handler = logging.StreamHandler(stream or sys.stderr)
