@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    RootModel,
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
@@ -163,10 +164,16 @@ class InfluencerCreate(Schema):
 
 
 class InfluencerUpdate(Schema):
-    name: Name | None = None
-    username: Username | None = None
-    email: Email | None = None
-    phone: Phone | None = None
+    """A partial update: only the fields sent change; `null` clears an optional field.
+
+    Required columns take no `null` (their type is not nullable, so an explicit null is a
+    validation error naming the field); leaving them out keeps them.
+    """
+
+    name: Name = Field(default=None)
+    username: Username = Field(default=None)
+    email: Email = Field(default=None)
+    phone: Phone = Field(default=None)
     date_of_birth: DateOfBirth | None = None
     gender: Gender | None = None
     bio: Bio | None = None
@@ -200,10 +207,12 @@ class BrandCreate(BrandProfile):
 
 
 class BrandUpdate(BrandProfile):
-    email: Email | None = None
-    phone: Phone | None = None
-    brand_name: Short | None = None
-    username: Username | None = None
+    """A partial update like InfluencerUpdate; the password is not changed this way."""
+
+    email: Email = Field(default=None)
+    phone: Phone = Field(default=None)
+    brand_name: Short = Field(default=None)
+    username: Username = Field(default=None)
 
 
 class NicheSet(Schema):
@@ -337,6 +346,59 @@ class ErrorBody(View):
 
 class ErrorOut(View):
     error: ErrorBody
+
+
+# --- accounts and security (issue 4) -------------------------------------------------------
+
+OtpCode = Annotated[
+    Text,
+    Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$", description="the 6-digit code"),
+    _doc(pattern=r"^[0-9]{6}$"),
+]
+# Login takes any password up to the sign-up maximum: a short one simply does not match (401).
+LoginPassword = Annotated[Text, Field(min_length=1, max_length=128)]
+AccountType = Literal["influencer", "brand"]
+
+
+class OtpSend(Schema):
+    phone: Phone
+
+
+class OtpVerify(Schema):
+    phone: Phone
+    otp: OtpCode
+
+
+class LoginIn(Schema):
+    email: Email
+    password: LoginPassword
+
+
+class OtpSent(View):
+    expires_at: dt.datetime
+    debug_otp: str | None = Field(default=None, description="development only: the code sent")
+
+
+class AccountRef(View):
+    type: AccountType
+    id: int
+
+
+class Verified(View):
+    """A verified code; `token` and `account` only when an active account has that phone."""
+
+    verified: bool
+    token: str | None = None
+    account: AccountRef | None = None
+
+
+class TokenOut(View):
+    token: str
+    expires_at: dt.datetime
+
+
+class AccountPrivate(RootModel[InfluencerPrivate | BrandPrivate]):
+    """The caller's own account (GET /me): an influencer's or a brand's private view."""
 
 
 # --- parsing -------------------------------------------------------------------------------

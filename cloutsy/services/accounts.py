@@ -1,19 +1,23 @@
-"""Sign-up of influencers and brands, with their niche links, each in one transaction."""
+"""Accounts' writes, each in one transaction: sign-up, self-service edits, niches, deactivation."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
-from peewee import Model
+from peewee import Expression, Field, Model
 
 from cloutsy import queries
 from cloutsy.db import database
-from cloutsy.errors import Invalid
+from cloutsy.errors import Invalid, NotFound
 from cloutsy.integrity import translated
-from cloutsy.models import Brand, BrandNiche, Influencer, InfluencerNiche
+from cloutsy.models import Brand, BrandNiche, Influencer, InfluencerNiche, Niche
 from cloutsy.passwords import hash_password
-from cloutsy.schemas import BrandCreate, InfluencerCreate
+from cloutsy.schemas import BrandCreate, BrandUpdate, InfluencerCreate, InfluencerUpdate
+from cloutsy.services import sessions
 
 # Every one filled makes a brand's profile complete (CONTRACT §6: computed, never set).
 BRAND_PROFILE_FIELDS = (
@@ -80,3 +84,127 @@ def create_brand(data: BrandCreate) -> tuple[int, str]:
         body = queries.account_json(queries.BRANDS, brand.id, private=True)
     assert body is not None
     return brand.id, body
+
+
+# --- self-service ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountKind:
+    """The tables behind one kind of account."""
+
+    name: str
+    model: type[Model]
+    link: type[Model]
+    link_column: str
+    view: queries.Kind
+
+
+INFLUENCER = AccountKind(
+    "influencer", Influencer, InfluencerNiche, "influencer_id", queries.INFLUENCERS
+)
+BRAND = AccountKind("brand", Brand, BrandNiche, "brand_id", queries.BRANDS)
+KINDS = {kind.name: kind for kind in (INFLUENCER, BRAND)}
+
+
+def _phone_rule(model: Any, changes: dict[str, Any]) -> dict[Field, Any]:
+    """A new phone number is not verified: keep the flag only if the number stays the same.
+
+    Written as SQL (`is_phone_verified AND phone = new`) so it compares with the stored
+    value in the same statement, whatever a concurrent update did.
+    """
+    values: dict[Field, Any] = {getattr(model, name): value for name, value in changes.items()}
+    if "phone" in changes:
+        values[model.is_phone_verified] = model.is_phone_verified & (
+            model.phone == changes["phone"]
+        )
+    return values
+
+
+def _profile_completed_sql(changes: dict[str, Any]) -> Expression | bool:
+    """`is_profile_completed` after `changes`: new values decided here, kept ones in SQL."""
+    kept = []
+    for name in BRAND_PROFILE_FIELDS:
+        if name in changes:
+            if changes[name] in (None, ""):
+                return False
+        else:
+            column = getattr(Brand, name)
+            kept.append(column.is_null(False) & (column != ""))
+    return reduce(operator.and_, kept) if kept else True
+
+
+def _update(kind: AccountKind, account_id: int, values: dict[Field, Any]) -> str:
+    """Apply `values` to an active account and return its private view; NotFound if none."""
+    model: Any = kind.model
+    with translated(), database.atomic():
+        if values:
+            changed = model.update(values).where((model.id == account_id) & model.is_active)
+            if not changed.execute():
+                raise NotFound(f"no such {kind.name}")
+        body = queries.account_json(kind.view, account_id, private=True)
+    if body is None:
+        raise NotFound(f"no such {kind.name}")
+    return body
+
+
+def update_influencer(influencer_id: int, data: InfluencerUpdate) -> str:
+    """Change the fields the client sent; return the private view (409 on a taken value)."""
+    changes = data.model_dump(exclude_unset=True)
+    return _update(INFLUENCER, influencer_id, _phone_rule(Influencer, changes))
+
+
+def update_brand(brand_id: int, data: BrandUpdate) -> str:
+    """Change the fields sent and recompute `is_profile_completed` in the same statement."""
+    changes = data.model_dump(exclude_unset=True)
+    values = _phone_rule(Brand, changes)
+    if values:
+        values[Brand.is_profile_completed] = _profile_completed_sql(changes)
+    return _update(BRAND, brand_id, values)
+
+
+def replace_niches(kind: AccountKind, account_id: int, niche_ids: Sequence[int]) -> list[dict]:
+    """Make the account's niche set exactly `niche_ids`; return the niche refs, by id.
+
+    All or nothing: an unknown or inactive niche raises Invalid before anything changes.
+    Links that stay keep their created_at (when the niche was picked). The account row is
+    locked first, so two concurrent replacements end in one of the two sets, not a mix.
+    """
+    model: Any = kind.model
+    link: Any = kind.link
+    ids = list(niche_ids)
+    with database.atomic():
+        owner = model.select(model.id).where((model.id == account_id) & model.is_active)
+        if owner.for_update().first() is None:
+            raise NotFound(f"no such {kind.name}")
+        refs: list[dict] = []
+        if ids:
+            chosen = Niche.select(Niche.id, Niche.name, Niche.slug, Niche.icon)
+            refs = list(
+                chosen.where(Niche.id.in_(ids) & Niche.is_active).order_by(Niche.id).dicts()
+            )
+        missing = sorted(set(ids) - {ref["id"] for ref in refs})
+        if missing:
+            raise Invalid(
+                "unknown niche",
+                [{"field": "nicheIds", "message": f"no active niche with id {missing[0]}"}],
+            )
+        owner_column = getattr(link, kind.link_column.removesuffix("_id"))
+        stale = owner_column == account_id
+        if ids:
+            stale &= link.niche.not_in(ids)
+        link.delete().where(stale).execute()
+        if ids:
+            rows = [{owner_column: account_id, link.niche: i} for i in ids]
+            link.insert_many(rows).on_conflict_ignore().execute()
+    return refs
+
+
+def deactivate(kind: AccountKind, account_id: int) -> None:
+    """Switch an active account off (is_active=false) and end all its sessions, together."""
+    model: Any = kind.model
+    with database.atomic():
+        changed = model.update(is_active=False).where((model.id == account_id) & model.is_active)
+        if not changed.execute():
+            raise NotFound(f"no such {kind.name}")
+        sessions.revoke_all(kind.name, account_id)

@@ -1,4 +1,8 @@
-"""Bearer-token sessions: random tokens stored only as SHA-256 hashes, valid 30 days."""
+"""Bearer-token sessions: random tokens stored only as SHA-256 hashes, valid 30 days.
+
+A token dies on logout (`revoke`), when its account is deactivated (`revoke_all`), or
+when it expires. Brand password login lives here too: it is the other way to get one.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,30 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from cloutsy.models import Session, utcnow
+from peewee import fn
+
+from cloutsy.db import database
+from cloutsy.errors import Unauthorized
+from cloutsy.models import Brand, Session, utcnow
+from cloutsy.passwords import hash_password, needs_rehash, verify_password
 
 TOKEN_BYTES = 32
 LIFETIME = dt.timedelta(days=30)
+# One message for an unknown email, a wrong password and a deactivated brand alike.
+BAD_CREDENTIALS = "the email or the password is wrong"
+
+# One round trip: the session must be live AND its account still active, so a token
+# issued in a race with deactivation (or an account switched off by hand) is refused too.
+_AUTHENTICATE = """
+SELECT s.subject_type, s.subject_id
+  FROM sessions s
+ WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s
+   AND CASE s.subject_type
+         WHEN 'influencer' THEN EXISTS (
+           SELECT 1 FROM influencers a WHERE a.id = s.subject_id AND a.is_active)
+         ELSE EXISTS (SELECT 1 FROM brands a WHERE a.id = s.subject_id AND a.is_active)
+       END
+"""
 
 
 @dataclass(frozen=True)
@@ -39,25 +63,63 @@ def issue(subject_type: str, subject_id: int) -> tuple[str, dt.datetime]:
     token = secrets.token_urlsafe(TOKEN_BYTES)
     expires = utcnow() + LIFETIME
     Session.create(
-        token_hash=token_hash(token), subject_type=subject_type, subject_id=subject_id,
+        token_hash=token_hash(token),
+        subject_type=subject_type,
+        subject_id=subject_id,
         expires_at=expires,
-    )  # fmt: skip
+    )
     return token, expires
 
 
 def authenticate(token: str) -> Caller | None:
-    """The caller a live (unexpired, unrevoked) token stands for, or None."""
+    """The caller a live token of an active account stands for, or None."""
     digest = token_hash(token)
-    row = (
-        Session.select(Session.subject_type, Session.subject_id)
-        .where(
-            (Session.token_hash == digest)
-            & Session.revoked_at.is_null()
-            & (Session.expires_at > utcnow())
-        )
-        .tuples()
-        .first()
-    )
+    row = database.execute_sql(_AUTHENTICATE, (digest, utcnow())).fetchone()
     if row is None:
         return None
     return Caller(row[0], row[1], digest)
+
+
+def revoke(digest: str) -> None:
+    """End one session (logout), by the hash of its token."""
+    Session.update(revoked_at=utcnow()).where(
+        (Session.token_hash == digest) & Session.revoked_at.is_null()
+    ).execute()
+
+
+def revoke_all(subject_type: str, subject_id: int) -> int:
+    """End every live session of an account (deactivation); return how many."""
+    return (
+        Session.update(revoked_at=utcnow())
+        .where(
+            (Session.subject_type == subject_type)
+            & (Session.subject_id == subject_id)
+            & Session.revoked_at.is_null()
+        )
+        .execute()
+    )
+
+
+def login_brand(email: str, password: str) -> tuple[str, dt.datetime]:
+    """A token for the brand with this email and password; Unauthorized otherwise.
+
+    An unknown email is checked against a dummy hash and a deactivated brand's password
+    is still verified, so every failure costs one Argon2 verification, like a success:
+    the answer and its timing do not tell whether the email has an account.
+    """
+    row = (
+        Brand.select(Brand.id, Brand.password, Brand.is_active)
+        .where(fn.lower(Brand.email) == email.lower())  # the lower(email) unique index
+        .tuples()
+        .first()
+    )
+    stored = row[1] if row else None
+    if not verify_password(stored, password) or row is None or not row[2]:
+        raise Unauthorized(BAD_CREDENTIALS)
+    brand_id = row[0]
+    # Re-hashed with today's parameters (outside the transaction: Argon2 is slow on purpose).
+    fresh = hash_password(password) if stored is not None and needs_rehash(stored) else None
+    with database.atomic():
+        if fresh is not None:
+            Brand.update(password=fresh).where(Brand.id == brand_id).execute()
+        return issue("brand", brand_id)
