@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bottle
 
-from cloutsy.api import accounts, http, metrics, niches, ops
+from cloutsy.api import accounts, http, metrics, niches, ops, session_routes
 from cloutsy.config import Settings
 from cloutsy.db import current
 
@@ -20,5 +20,6 @@ def create_app(settings: Settings) -> bottle.Bottle:
     ops.register(api, settings)
     niches.register(api, settings)
     accounts.register(api, settings)
+    session_routes.register(api, settings)
     current().query_observer = metrics.observe_query
     return app

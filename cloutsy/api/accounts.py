@@ -1,4 +1,8 @@
-"""Influencer and brand routes: sign-up, browse, detail. Handlers parse, call, serialise."""
+"""Influencer and brand routes: sign-up, browse, detail, and the account's own edits.
+
+Handlers parse, call a service, serialise. Who may do what is decided in `auth`:
+PATCH and PUT …/niches only by the account itself, DELETE by itself or the admin.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import bottle
 
 from cloutsy import queries
 from cloutsy.api import auth
-from cloutsy.api.http import MAX_INT, Api, body_as, path_id, query_params, single
+from cloutsy.api.http import MAX_INT, Api, body_as, json_body, path_id, query_params, single
 from cloutsy.config import Settings
 from cloutsy.errors import BadRequest, NotFound
 from cloutsy.schemas import (
@@ -17,11 +21,15 @@ from cloutsy.schemas import (
     BrandPage,
     BrandPrivate,
     BrandPublic,
+    BrandUpdate,
     ErrorOut,
     InfluencerCreate,
     InfluencerPage,
     InfluencerPrivate,
     InfluencerPublic,
+    InfluencerUpdate,
+    NicheSet,
+    NicheSetOut,
 )
 from cloutsy.services import accounts
 
@@ -129,6 +137,12 @@ def register(api: Api, settings: Settings) -> None:
     }
     for kind, (table, create_model, public, private, page, create) in kinds.items():
         _register_kind(api, settings, kind, table, create_model, public, private, page, create)
+    self_service = (
+        (accounts.INFLUENCER, InfluencerUpdate, InfluencerPrivate, accounts.update_influencer),
+        (accounts.BRAND, BrandUpdate, BrandPrivate, accounts.update_brand),
+    )
+    for kind_, update_model, private_model, update in self_service:
+        _register_self_service(api, settings, kind_, update_model, private_model, update)
 
 
 def _register_kind(api, settings, kind, table, create_model, public, private, page, create):  # noqa: ANN001, ANN202, PLR0913
@@ -174,3 +188,50 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         if body is None:
             raise NotFound(f"no such {kind}")
         return body
+
+
+def _register_self_service(api, settings, kind, update_model, private, update):  # noqa: ANN001, ANN202
+    """PATCH, PUT …/niches and DELETE of one kind of account."""
+    plural = f"{kind.name}s"
+    denied = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
+
+    @api.route(
+        "PATCH",
+        f"/{plural}/{{id}}",
+        summary=f"Edit the {kind.name}'s own profile (partial); the private view back",
+        tag=plural,
+        auth="bearer",
+        body=update_model,
+        responses={200: private, 400: ErrorOut, **denied, 409: ErrorOut, 413: ErrorOut},
+    )
+    def edit(id: str) -> str:  # noqa: A002 - the path parameter's name
+        account_id = auth.require_self(settings, kind.name, id)
+        return update(account_id, body_as(update_model))
+
+    @api.route(
+        "PUT",
+        f"/{plural}/{{id}}/niches",
+        summary=f"Replace the {kind.name}'s niche set, all or nothing",
+        tag=plural,
+        auth="bearer",
+        body=NicheSet,
+        responses={200: NicheSetOut, 400: ErrorOut, **denied, 413: ErrorOut},
+    )
+    def set_niches(id: str) -> bytes:  # noqa: A002
+        account_id = auth.require_self(settings, kind.name, id)
+        refs = accounts.replace_niches(kind, account_id, body_as(NicheSet).niche_ids)
+        return json_body({"items": refs})
+
+    @api.route(
+        "DELETE",
+        f"/{plural}/{{id}}",
+        summary=f"Deactivate the {kind.name} and end its sessions (itself or the admin)",
+        tag=plural,
+        auth="bearer",
+        responses={204: None, **denied},
+    )
+    def deactivate(id: str) -> bytes:  # noqa: A002
+        account_id = auth.require_self(settings, kind.name, id, admin=True)
+        accounts.deactivate(kind, account_id)
+        bottle.response.status = 204
+        return b""

@@ -2,7 +2,10 @@
 
 Rules (CONTRACT §5-6): a missing or invalid token is 401; a valid token acting on
 someone else's resource is 403; with CLOUTSY_ADMIN_TOKEN unset, admin endpoints are
-403 for everyone.
+403 for everyone. Authorisation comes before existence: a caller who may not act on an
+id gets 403 whether or not it exists, so ids of other accounts cannot be probed; only
+the admin (who may act on any) learns 404. The admin token is not an account: routes
+about "my account" (/me, logout, edits) answer it 403.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import hmac
 
 import bottle
 
+from cloutsy.api.http import path_id
 from cloutsy.config import Settings
-from cloutsy.errors import Forbidden, Unauthorized
+from cloutsy.errors import Forbidden, NotFound, Unauthorized
 from cloutsy.services import sessions
 from cloutsy.services.sessions import Caller
 
@@ -63,3 +67,29 @@ def require_admin(settings: Settings) -> Caller:
     if not found.is_admin:
         raise Forbidden("admin only")
     return found
+
+
+def require_account(settings: Settings) -> Caller:
+    """An account's caller; 401 without a valid token, 403 for the admin token (no account)."""
+    found = require_caller(settings)
+    if found.is_admin:
+        raise Forbidden("the admin token is not an account; use an account's token")
+    return found
+
+
+def require_self(settings: Settings, kind: str, raw_id: str, admin: bool = False) -> int:
+    """The id of the account in the path, if the caller is that account (or, with
+    `admin`, the admin); 401 without a valid token, else 403 (404 only for the admin).
+    """
+    found = require_caller(settings)
+    if found.is_admin:
+        if not admin:
+            raise Forbidden(f"only the {kind} itself may do this")
+        return path_id(raw_id)
+    try:
+        account_id = path_id(raw_id)
+    except NotFound:
+        account_id = None
+    if account_id is None or not found.owns(kind, account_id):
+        raise Forbidden(f"only the {kind} itself may do this")
+    return account_id

@@ -1,0 +1,114 @@
+"""Authentication routes: OTP send and verify, brand login, logout, and /me.
+
+The OTP sender is looked up per request in `app.config["cloutsy.otp_sender"]` (an SMS
+gateway in production, a fake in tests), defaulting to one that only logs a masked number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bottle
+
+from cloutsy import queries
+from cloutsy.api import auth
+from cloutsy.api.http import Api, body_as, json_body
+from cloutsy.config import Settings
+from cloutsy.errors import Unauthorized
+from cloutsy.schemas import (
+    AccountPrivate,
+    ErrorOut,
+    LoginIn,
+    OtpSend,
+    OtpSent,
+    OtpVerify,
+    TokenOut,
+    Verified,
+)
+from cloutsy.services import otp, sessions
+
+SENDER_KEY = "cloutsy.otp_sender"
+VIEWS = {"influencer": queries.INFLUENCERS, "brand": queries.BRANDS}
+
+
+def register(api: Api, settings: Settings) -> None:
+    default_sender = otp.LogSender()
+
+    def sender() -> otp.Sender:
+        return api.app.config.get(SENDER_KEY) or default_sender
+
+    @api.route(
+        "POST",
+        "/auth/otp/send",
+        summary="Send a one-time code to a phone (1 per 30 s, 5 per hour)",
+        tag="auth",
+        body=OtpSend,
+        responses={202: OtpSent, 400: ErrorOut, 413: ErrorOut, 429: ErrorOut},
+    )
+    def send_otp() -> bytes:
+        issued = otp.send_code(body_as(OtpSend).phone, settings.secret_key, sender())
+        out: dict[str, Any] = {"expiresAt": issued.expires_at}
+        if settings.is_development:  # never elsewhere: the code must reach only the phone
+            out["debugOtp"] = issued.code
+        return json_body(out, 202)
+
+    @api.route(
+        "POST",
+        "/auth/otp/verify",
+        summary="Verify a code: marks the phone verified, a token for its account",
+        tag="auth",
+        body=OtpVerify,
+        responses={200: Verified, 400: ErrorOut, 413: ErrorOut, 429: ErrorOut},
+    )
+    def verify_otp() -> bytes:
+        data = body_as(OtpVerify)
+        result = otp.verify_code(data.phone, data.otp, settings.secret_key)
+        out: dict[str, Any] = {"verified": True}
+        if result.token is not None:
+            out["token"] = result.token
+            out["account"] = {"type": result.account_type, "id": result.account_id}
+        return json_body(out)
+
+    @api.route(
+        "POST",
+        "/auth/brands/login",
+        summary="Brand login with email and password; a bearer token",
+        tag="auth",
+        body=LoginIn,
+        responses={200: TokenOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut},
+    )
+    def brand_login() -> bytes:
+        data = body_as(LoginIn)
+        token, expires = sessions.login_brand(data.email, data.password)
+        return json_body({"token": token, "expiresAt": expires})
+
+    @api.route(
+        "POST",
+        "/auth/logout",
+        summary="End the session of this bearer token",
+        tag="auth",
+        auth="bearer",
+        responses={204: None, 401: ErrorOut, 403: ErrorOut},
+    )
+    def logout() -> bytes:
+        who = auth.require_account(settings)
+        assert who.token_hash is not None  # an account's caller always carries its token's hash
+        sessions.revoke(who.token_hash)
+        bottle.response.status = 204
+        return b""
+
+    @api.route(
+        "GET",
+        "/me",
+        summary="The caller's own account (private view)",
+        tag="auth",
+        auth="bearer",
+        responses={200: AccountPrivate, 401: ErrorOut, 403: ErrorOut},
+    )
+    def me() -> str:
+        who = auth.require_account(settings)
+        assert who.id is not None
+        body = queries.account_json(VIEWS[who.kind], who.id, private=True)
+        if body is None:  # deactivated between authentication and this read
+            raise Unauthorized("the token is not valid")
+        return body
