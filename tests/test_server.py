@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -139,6 +140,63 @@ def test_the_served_api_answers_over_http(live_server):
     # Counted across both workers: every request above shows up.
     assert 'route="/influencers",status="201"' in text
     assert "cloutsy_db_pool_max 10.0" in text  # 2 workers x pool of 5, summed
+
+
+def test_a_client_verifies_its_phone_edits_itself_and_logs_out_over_http(live_server):
+    """Issue 4's story end to end through the real server; then its log is searched for
+    every secret the story used (codes, tokens, full phone numbers).
+    """
+    url = live_server.url
+    niches = json.loads(http("GET", f"{url}/niches")[2])["items"]
+    me = {"name": "Story", "username": "story", "email": "story@example.com", "phone": "9123400001"}
+    status, _, body = http("POST", f"{url}/influencers", me)
+    assert status == 201, body
+    my_id = json.loads(body)["id"]
+    them = dict(me, username="someone", email="someone@example.com", phone="9123400002")
+    their_id = json.loads(http("POST", f"{url}/influencers", them)[2])["id"]
+
+    status, _, body = http("POST", f"{url}/auth/otp/send", {"phone": me["phone"]})
+    assert status == 202, body
+    code = json.loads(body)["debugOtp"]  # development server
+    status, _, body = http("POST", f"{url}/auth/otp/verify", {"phone": me["phone"], "otp": code})
+    assert status == 200, body
+    verified = json.loads(body)
+    assert verified["account"] == {"type": "influencer", "id": my_id}
+    auth = {"Authorization": f"Bearer {verified['token']}"}
+
+    status, _, body = http("GET", f"{url}/me", headers=auth)
+    assert status == 200 and json.loads(body)["isPhoneVerified"] is True
+    status, _, body = http("PATCH", f"{url}/influencers/{my_id}", {"bio": "hello"}, auth)
+    assert status == 200 and json.loads(body)["bio"] == "hello"
+    picked = [niches[1]["id"], niches[2]["id"]]
+    status, _, body = http("PUT", f"{url}/influencers/{my_id}/niches", {"nicheIds": picked}, auth)
+    assert status == 200 and [n["id"] for n in json.loads(body)["items"]] == sorted(picked)
+
+    for method, path, payload in [
+        ("PATCH", f"/influencers/{their_id}", {"bio": "hijacked"}),
+        ("PUT", f"/influencers/{their_id}/niches", {"nicheIds": picked}),
+        ("DELETE", f"/influencers/{their_id}", None),
+    ]:
+        status, _, body = http(method, f"{url}{path}", payload, auth)
+        assert status == 403 and json.loads(body)["error"]["code"] == "forbidden", (method, path)
+    status, _, body = http("GET", f"{url}/influencers/{their_id}", headers=auth)
+    assert status == 200 and json.loads(body)["bio"] is None and "email" not in json.loads(body)
+
+    status, _, body = http("POST", f"{url}/auth/logout", headers=auth)
+    assert status == 204 and body == b""
+    assert http("GET", f"{url}/me", headers=auth)[0] == 401
+    assert http("PATCH", f"{url}/influencers/{my_id}", {"bio": "again"}, auth)[0] == 401
+
+    deadline = time.monotonic() + 5
+    while "/auth/logout" not in live_server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = live_server.log.read_text()
+    assert re.search(r'POST /auth/otp/verify[^"\n]*" 200', log)  # the server's access log
+    assert 'INSERT INTO "otps"' in log  # peewee's query log (development)
+    assert "verification code sent to +91******0001" in log
+    for secret in (verified["token"], "+919123400001", "9123400001", "+919123400002"):
+        assert secret not in log, secret
+    assert not re.search(rf"(?<![0-9A-Za-z]){code}(?![0-9A-Za-z])", log)
 
 
 def test_openapi_describes_every_route(live_server, wsgi_app):
