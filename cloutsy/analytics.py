@@ -66,23 +66,9 @@ def connect(environ: Mapping[str, str] | None = None) -> Settings:
 init_from_env = connect
 
 
-@contextlib.contextmanager
-def _connection() -> Iterator[None]:
-    """A connection for one call; the caller's (and its open transaction) is reused.
-
-    peewee's `connection_context()` closes on exit even a connection it did not
-    open, which fails inside the caller's transaction, so enter it only when closed.
-    """
-    if database.is_closed():
-        with database.connection_context():
-            yield
-    else:
-        yield
-
-
 def _frame(sql: str, params: Any = None) -> pd.DataFrame:
     """Run `sql` and return its rows as a DataFrame with the query's column names."""
-    with _connection():
+    with database.connected():
         cursor = database.execute_sql(sql, params)
         columns = [c[0] for c in cursor.description]
         return pd.DataFrame(cursor.fetchall(), columns=columns)
@@ -317,7 +303,7 @@ class Probe:
 
 def probe() -> Probe:
     """Pick a mid-table influencer and brand, the niche most picked lately, a common name word."""
-    with _connection():
+    with database.connected():
         row = database.execute_sql("""
         SELECT (SELECT id FROM influencers WHERE is_active AND id >=
                    (SELECT max(id) / 2 FROM influencers) ORDER BY id LIMIT 1),
@@ -405,7 +391,7 @@ def query_timings(
     """
     chosen = list(queries or key_queries())
     rows = []
-    with _connection():
+    with database.connected():
         p = probe()
         for name, query in chosen:
             with count_statements() as seen:
@@ -508,7 +494,7 @@ def orm_vs_raw(repeat: int = 50, budget_s: float = 0.6) -> pd.DataFrame:
     ]
     share = budget_s / (2 * len(pairs))
     rows = []
-    with _connection():
+    with database.connected():
         p = probe()
         for name, orm, raw in pairs:
             for method, call in (("orm", orm), ("raw sql", raw)):
@@ -535,7 +521,7 @@ def eager_vs_lazy(page_size: int = 20, repeat: int = 20, budget_s: float = 0.5) 
     """A page of influencers with their niches: prefetch (constant queries) against N+1."""
     loads = (("eager (prefetch)", _page_with_niches_eager), ("lazy (N+1)", _page_with_niches_lazy))
     rows = []
-    with _connection():
+    with database.connected():
         for method, load in loads:
             with count_statements() as seen:
                 load(page_size)
@@ -593,7 +579,7 @@ def explain_plans(queries: Sequence[TimedQuery] | None = None) -> pd.DataFrame:
     """
     rows = []
     sizes: dict[str, int] = {}
-    with _connection():
+    with database.connected():
         p = probe()
         cursor = database.cursor()
         for name, query in queries or key_queries():

@@ -241,23 +241,9 @@ def _anchor() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-@contextlib.contextmanager
-def _connection() -> Iterator[None]:
-    """A connection for this call; one the caller already holds (and its transaction) is reused.
-
-    peewee's `connection_context()` closes on exit even a connection it did not open,
-    which fails inside a caller's transaction, so it is entered only when closed.
-    """
-    if database.is_closed():
-        with database.connection_context():
-            yield
-    else:
-        yield
-
-
 def count_accounts() -> int:
     """Influencers plus brands already in the database (`seed.demo` refuses to mix by default)."""
-    with _connection():
+    with database.connected():
         row = database.execute_sql(
             "SELECT (SELECT count(*) FROM influencers) + (SELECT count(*) FROM brands)"
         ).fetchone()
@@ -278,7 +264,7 @@ def seed_demo(
     if days < 1:
         raise Invalid(f"days must be at least 1, got {days}")
     report = progress or (lambda stage, done, total: None)
-    with _connection(), database.atomic():
+    with database.connected(), database.atomic():
         # A bulk load, not a request: the service's per-statement timeout (CONTRACT §3)
         # would cut the index rebuilds on a busy machine.
         database.execute_sql("SET LOCAL statement_timeout = 0")
