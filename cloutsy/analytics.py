@@ -30,24 +30,9 @@ from peewee import prefetch
 
 from cloutsy.config import Settings, load_settings
 from cloutsy.db import database, init_database
-from cloutsy.models import Influencer, InfluencerNiche, Niche
+from cloutsy.models import BRAND_PROFILE_FIELDS, Influencer, InfluencerNiche, Niche
 
 PERIODS = {"day": "1 day", "week": "1 week", "month": "1 month"}
-# The brand fields that make a profile complete (CONTRACT §6, `isProfileCompleted`).
-PROFILE_FIELDS = (
-    "legal_entity_name",
-    "company_type",
-    "brand_email_id",
-    "poc_name",
-    "poc_designation",
-    "poc_email_id",
-    "poc_contact_number",
-    "brand_bio",
-    "profile_image",
-    "incorporation_document",
-    "gst_document",
-    "pan_document",
-)
 ACCOUNT_TABLES = {
     "influencer": ("influencers", "influencer_niches", "influencer_id"),
     "brand": ("brands", "brand_niches", "brand_id"),
@@ -178,7 +163,9 @@ def profile_funnel() -> pd.DataFrame:
     Steps count brands with at least 1, at least 6 of the 12 profile and document
     fields filled, and those the service marks completed (all 12).
     """
-    filled = "num_nonnulls(" + ", ".join(f"nullif({f}::text, '')" for f in PROFILE_FIELDS) + ")"
+    filled = (
+        "num_nonnulls(" + ", ".join(f"nullif({f}::text, '')" for f in BRAND_PROFILE_FIELDS) + ")"
+    )
     return _frame(f"""
     WITH b AS (
         SELECT count(*) AS signed_up,

@@ -37,6 +37,21 @@ COMPANY_TYPES = (
     "other",
 )
 SUBJECT_TYPES = ("influencer", "brand")
+# A brand's profile is complete once every one of these holds a value (`isProfileCompleted`).
+BRAND_PROFILE_FIELDS = (
+    "legal_entity_name",
+    "company_type",
+    "brand_email_id",
+    "poc_name",
+    "poc_designation",
+    "poc_email_id",
+    "poc_contact_number",
+    "brand_bio",
+    "profile_image",
+    "incorporation_document",
+    "gst_document",
+    "pan_document",
+)
 
 # Full-text documents behind `q`; queries must repeat these exact expressions
 # for PostgreSQL to use the GIN indexes (pg_trgm is not in the embedded build).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,24 @@ BODIES = [
         ],
     ),
 ]
+OWN = "{own}"  # replaced by the fuzzed account's id; requests carry its token
+BODIES += [
+    ("POST", "/auth/otp/send", {"phone": "9000000003"}, ["phone"]),
+    ("POST", "/auth/otp/verify", {"phone": "9000000003", "otp": "123456"}, ["phone", "otp"]),
+    (
+        "POST",
+        "/auth/brands/login",
+        {"email": "x@example.com", "password": "whatever12"},
+        ["email", "password"],
+    ),
+    (
+        "PATCH",
+        f"/influencers/{OWN}",
+        {"bio": "updated"},
+        ["name", "username", "email", "phone", "dateOfBirth", "gender", "bio", "profileImage"],
+    ),
+    ("PUT", f"/influencers/{OWN}/niches", {"nicheIds": [1, 2]}, ["nicheIds"]),
+]
 CASES = [(m, p, body, f) for m, p, body, fields in BODIES for f in [*fields, "unexpected"]]
 
 FUZZ = settings(
@@ -89,11 +108,42 @@ FUZZ = settings(
 )
 
 
+@pytest.fixture
+def own(client):
+    """An influencer to fuzz its own PATCH/PUT with: (id, auth headers)."""
+    from cloutsy.models import Influencer
+    from cloutsy.services import sessions
+
+    person = Influencer.create(
+        name="Own", username="own.account", email="own@example.com", phone="+919000000009"
+    )
+    token, _ = sessions.issue("influencer", person.id)
+    return person.id, {"Authorization": f"Bearer {token}"}
+
+
+def send(client, own, method, path, body):
+    account_id, headers = own
+    return client.request(
+        path.replace(OWN, str(account_id)),
+        method=method,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers=headers,
+        expect_errors=True,
+    )
+
+
 def check(response) -> None:
-    assert response.status_int in (200, 201, 400, 409), response.text
+    assert response.status_int in (200, 201, 202, 400, 401, 409, 429), response.text
     if response.status_int >= 400:
         error = response.json["error"]
-        assert error["code"] in ("bad_request", "validation_error", "conflict")
+        assert error["code"] in (
+            "bad_request",
+            "validation_error",
+            "conflict",
+            "unauthorized",
+            "rate_limited",
+        )
         assert error["message"]
         for detail in error.get("details", []):
             assert set(detail) == {"field", "message"}

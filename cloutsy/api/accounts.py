@@ -155,7 +155,18 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         tag=plural,
         body=create_model,
         responses={201: private, 400: ErrorOut, 409: ErrorOut, 413: ErrorOut},
-        links={f"Get{kind.title()}": (f"get{plural.title()}Id", {"id": "$response.body#/id"})},
+        links={
+            f"{verb}{kind.title()}": (
+                f"{op}{plural.title()}Id{suffix}",
+                {"id": "$response.body#/id"},
+            )
+            for verb, op, suffix in (
+                ("Get", "get", ""),
+                ("Edit", "patch", ""),
+                ("SetNichesOf", "put", "Niches"),
+                ("Deactivate", "delete", ""),
+            )
+        },
     )
     def sign_up() -> str:
         account_id, body = create(body_as(create_model))

@@ -14,26 +14,17 @@ from cloutsy import queries
 from cloutsy.db import database
 from cloutsy.errors import Invalid, NotFound
 from cloutsy.integrity import translated
-from cloutsy.models import Brand, BrandNiche, Influencer, InfluencerNiche, Niche
+from cloutsy.models import (
+    BRAND_PROFILE_FIELDS,
+    Brand,
+    BrandNiche,
+    Influencer,
+    InfluencerNiche,
+    Niche,
+)
 from cloutsy.passwords import hash_password
 from cloutsy.schemas import BrandCreate, BrandUpdate, InfluencerCreate, InfluencerUpdate
 from cloutsy.services import sessions
-
-# Every one filled makes a brand's profile complete (CONTRACT §6: computed, never set).
-BRAND_PROFILE_FIELDS = (
-    "legal_entity_name",
-    "company_type",
-    "brand_email_id",
-    "poc_name",
-    "poc_designation",
-    "poc_email_id",
-    "poc_contact_number",
-    "brand_bio",
-    "profile_image",
-    "incorporation_document",
-    "gst_document",
-    "pan_document",
-)
 
 
 def profile_completed(values: dict[str, Any]) -> bool:
