@@ -1,6 +1,6 @@
 """Logging set-up and the filter that keeps secrets out of every log line.
 
-Whatever logs (the app, peewee's query log, gunicorn's access log), records pass
+Whatever logs (the app, peewee's query log, the server's access log), records pass
 through `RedactingFilter`: phone numbers are masked to their last four digits,
 bearer tokens, passwords and OTP codes are dropped, and peewee's query
 parameters are replaced by their types (values of secret columns never appear).
@@ -8,7 +8,7 @@ parameters are replaced by their types (values of secret columns never appear).
 Why a record factory as well as filters: a filter on a logger does not see records of
 its child loggers (`cloutsy.api` is not filtered by a filter on `cloutsy`), a filter on
 one handler does not protect the next handler someone adds (pytest's, a log shipper's),
-and gunicorn replaces its own handlers when it reloads its configuration. Redacting each
+and the server (granian) configures its own handlers when it starts. Redacting each
 record as it is created covers every logger and every handler in the process.
 """
 
@@ -138,5 +138,5 @@ def configure_logging(
     peewee_log.setLevel(logging.DEBUG if query_log else logging.WARNING)
     logging.getLogger("peewee.pool").setLevel(logging.INFO)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    for name in ("peewee", "gunicorn.error", "gunicorn.access", "cloutsy"):
+    for name in ("peewee", "_granian", "granian.access", "cloutsy"):
         install_filter(logging.getLogger(name))

@@ -7,7 +7,7 @@ supersedes the old one.
 
 The send limits (1 per phone per 30 s, 5 per hour) are counted from the `otps` rows
 themselves, inside a transaction holding an advisory lock on the phone: they hold across
-gunicorn workers and restarts, and two concurrent sends for one phone cannot both pass.
+server workers and restarts, and two concurrent sends for one phone cannot both pass.
 
 Times come from `clock`, never SQL now(): tests replace it, and now() is frozen inside
 the transaction a test runs in.
