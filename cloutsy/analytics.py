@@ -51,12 +51,29 @@ def connect(environ: Mapping[str, str] | None = None) -> Settings:
 init_from_env = connect
 
 
+TIMESTAMP_OIDS = (1114, 1184)  # timestamp, timestamptz
+FLOAT_OIDS = (700, 701, 1700)  # real, double precision, numeric
+
+
 def _frame(sql: str, params: Any = None) -> pd.DataFrame:
-    """Run `sql` and return its rows as a DataFrame with the query's column names."""
+    """Run `sql` and return its rows as a DataFrame with the query's column names.
+
+    Timestamp and float columns are typed as such even when there are no rows or a
+    value is NULL (a ratio over nothing), so `.dt`, formatting and plotting work on an
+    empty database too.
+    """
     with database.connected():
         cursor = database.execute_sql(sql, params)
         columns = [c[0] for c in cursor.description]
-        return pd.DataFrame(cursor.fetchall(), columns=columns)
+        frame = pd.DataFrame(cursor.fetchall(), columns=columns)
+    for column in cursor.description:
+        if frame[column.name].dtype != object:
+            continue
+        if column.type_code in TIMESTAMP_OIDS:
+            frame[column.name] = pd.to_datetime(frame[column.name], utc=True)
+        elif column.type_code in FLOAT_OIDS:
+            frame[column.name] = pd.to_numeric(frame[column.name]).astype("float64")
+    return frame
 
 
 def _step(period: str) -> str:

@@ -63,3 +63,15 @@ def test_a_failing_notebook_is_named_with_its_cell_and_error(tmp_path):
 def test_an_empty_folder_is_an_error(tmp_path: Path):
     with pytest.raises(reports.NotebookFailed, match="no notebooks"):
         reports.run_notebooks(tmp_path, tmp_path / "reports")
+
+
+def test_notebooks_run_on_a_database_with_almost_no_accounts(committed, tmp_path):
+    """An analyst opening the notebooks on a new database gets charts, not a traceback."""
+    from cloutsy.models import Influencer
+
+    with committed.connection_context():
+        Influencer.create(
+            name="Only", username="only.one", email="only@example.com", phone="+919812300000"
+        )
+    written = reports.run_notebooks(NOTEBOOKS, tmp_path)
+    assert len(written) == 3
