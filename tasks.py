@@ -59,6 +59,29 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def auto_sync(settings) -> None:  # noqa: ANN001 - Settings, imported lazily
+    """In development, apply pending migrations and seed the niche catalogue (CONTRACT §3).
+
+    Elsewhere the schema is never changed by a task other than `invoke migrate`: pending
+    migrations are only reported.
+    """
+    from cloutsy import migrations
+    from cloutsy.catalogue import seed_niches as upsert
+    from cloutsy.db import database
+
+    with database.connection_context():
+        if settings.is_development:
+            for name in migrations.apply():
+                say(f"applied: {name}")
+            result = upsert()
+            if result.created or result.updated:
+                say(f"niches: {result.created} created, {result.updated} updated")
+        else:
+            waiting = migrations.pending()
+            if waiting:
+                say(f"warning: {len(waiting)} migration(s) pending; run invoke migrate")
+
+
 # --- serving -----------------------------------------------------------------------------
 
 
@@ -67,20 +90,9 @@ def serve(c: Context, host: str = "", port: int = 0, workers: int = 0) -> None:
     """Serve the API with granian (development: apply migrations and seed niches first)."""
     with edge():
         settings = boot(wait=30)
-        from cloutsy import migrations
-        from cloutsy.catalogue import seed_niches as upsert
-        from cloutsy.db import close_database, database
+        from cloutsy.db import close_database
 
-        with database.connection_context():
-            if settings.is_development:
-                for name in migrations.apply():
-                    say(f"applied: {name}")
-                result = upsert()
-                say(f"niches: {result.created} created, {result.updated} updated")
-            else:
-                waiting = migrations.pending()
-                if waiting:
-                    say(f"warning: {len(waiting)} migration(s) pending; run invoke migrate")
+        auto_sync(settings)
         close_database()
     env = dict(os.environ)
     if host:
@@ -96,8 +108,10 @@ def serve(c: Context, host: str = "", port: int = 0, workers: int = 0) -> None:
         settings = load_settings(env)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(settings))
         argv = server_argv(settings)
-    say(f"serving on http://{settings.host}:{settings.port} ({settings.env}, "
-        f"{settings.workers} workers)")
+    say(
+        f"serving on http://{settings.host}:{settings.port} ({settings.env}, "
+        f"{settings.workers} workers)"
+    )
     sys.stdout.flush()
     # Replace this process: SIGTERM then reaches the server directly.
     os.execve(sys.executable, argv, env)
@@ -214,7 +228,7 @@ def seed_demo_data(
     import time
 
     with edge():
-        boot()
+        auto_sync(boot())
         from cloutsy import demo
         from cloutsy.catalogue import seed_niches as upsert
         from cloutsy.db import database
@@ -372,7 +386,7 @@ def bench(
 def notebooks(c: Context) -> None:
     """Execute every notebook headless against the configured database; HTML reports to reports/."""
     with edge():
-        boot()
+        auto_sync(boot())
         from cloutsy.reports import NotebookFailed, run_notebooks
 
         def show(name: str, done: int, total: int) -> None:

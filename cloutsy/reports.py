@@ -73,7 +73,13 @@ def execute(path: Path, timeout: int = CELL_TIMEOUT_S) -> nbformat.NotebookNode:
         client.execute(env=_kernel_env())
     except CellExecutionError as exc:
         cell = _failed_cell(notebook)
-        reason = f"{exc.ename}: {_one_line(exc.evalue)}" if exc.ename else _one_line(str(exc))
+        # An error value's first line is its message (a database error's next lines
+        # point into the SQL); a traceback's last line is the error.
+        reason = (
+            f"{exc.ename}: {_one_line(exc.evalue, first=True)}"
+            if exc.ename
+            else _one_line(str(exc))
+        )
         raise NotebookFailed(f"{path.name}: cell {cell} raised {reason}") from None
     except CellTimeoutError:
         raise NotebookFailed(f"{path.name}: a cell ran longer than {timeout} s") from None
@@ -104,9 +110,11 @@ def _failed_cell(notebook: nbformat.NotebookNode) -> int:
     return 0
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str, first: bool = False) -> str:
     lines = [line.strip() for line in ANSI.sub("", text).splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
+    if not lines:
+        return "unknown error"
+    return lines[0] if first else lines[-1]
 
 
 def _write_report(notebook: nbformat.NotebookNode, target: Path) -> Path:
