@@ -43,8 +43,9 @@ class Report:
     failure_rows: list[dict[str, str]] = field(default_factory=list)
 
     def table(self) -> str:
-        lines = [f"{'endpoint':32} {'reqs':>7} {'fail':>5} {'req/s':>8} "
-                 f"{'p50':>6} {'p95':>6} {'p99':>6}"]
+        lines = [
+            f"{'endpoint':32} {'reqs':>7} {'fail':>5} {'req/s':>8} {'p50':>6} {'p95':>6} {'p99':>6}"
+        ]
         for row in self.rows:
             lines.append(
                 f"{row['Name'][:32]:32} {row['Request Count']:>7} {row['Failure Count']:>5} "
@@ -87,18 +88,39 @@ def run(url: str, users: int, seconds: int, progress: Callable[[str], None] = pr
     """Run the mix against `url` for `seconds` with `users` simulated clients."""
     work = Path(tempfile.mkdtemp(prefix="cloutsy-load-"))
     ids_file = work / "ids.txt"
-    env = dict(os.environ, CLOUTSY_LOADTEST_IDS=str(ids_file),
-               CLOUTSY_LOADTEST_RUN=str(int(time.time()) % 1000))
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-           "--host", url, "-u", str(users), "-r", str(max(1, users // 5)),
-           "-t", f"{seconds}s", "--stop-timeout", "5", "--only-summary",
-           "--csv", str(work / "run"), "--loglevel", "WARNING"]
+    env = dict(
+        os.environ,
+        CLOUTSY_LOADTEST_IDS=str(ids_file),
+        CLOUTSY_LOADTEST_RUN=str(int(time.time()) % 1000),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        url,
+        "-u",
+        str(users),
+        "-r",
+        str(max(1, users // 5)),
+        "-t",
+        f"{seconds}s",
+        "--stop-timeout",
+        "5",
+        "--only-summary",
+        "--csv",
+        str(work / "run"),
+        "--loglevel",
+        "WARNING",
+    ]
     stop, seen = threading.Event(), []
     sampler = threading.Thread(target=_count_connections, args=(stop, seen), daemon=True)
     sampler.start()
     progress(f"load: {users} users for {seconds} s against {url} ...")
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                            timeout=seconds + 120)
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 120)
     stop.set()
     sampler.join(timeout=5)
     stats = work / "run_stats.csv"
@@ -112,8 +134,9 @@ def run(url: str, users: int, seconds: int, progress: Callable[[str], None] = pr
                 report.requests = int(row["Request Count"])
                 report.failures = int(row["Failure Count"])
                 report.rps = float(row["Requests/s"])
-                report.p50, report.p95, report.p99 = (float(row[k] or 0) for k in
-                                                      ("50%", "95%", "99%"))
+                report.p50, report.p95, report.p99 = (
+                    float(row[k] or 0) for k in ("50%", "95%", "99%")
+                )
             else:
                 report.rows.append(row)
     failures = work / "run_failures.csv"
@@ -121,7 +144,8 @@ def run(url: str, users: int, seconds: int, progress: Callable[[str], None] = pr
         with failures.open() as fh:
             report.failure_rows = list(csv.DictReader(fh))
     report.server_errors = sum(
-        int(r["Occurrences"]) for r in report.failure_rows
+        int(r["Occurrences"])
+        for r in report.failure_rows
         if re.search(r"\b5\d\d\b", r.get("Error", ""))
     )
     report.max_connections = max(seen, default=0)

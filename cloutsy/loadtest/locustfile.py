@@ -45,11 +45,17 @@ class Visitor(HttpUser):
         n = unique()
         self.brand_email = f"lt{_run}b{n}@example.com"
         self.brand_password = "loadtest-password-123"
-        body = {"email": self.brand_email, "password": self.brand_password,
-                "phone": phone(500_000 + n), "brandName": f"Load Brand {n}",
-                "username": f"lt{_run}b{n}", "nicheIds": [1, 2]}
-        with self.client.post("/brands", json=body, name="POST /brands",
-                              catch_response=True) as resp:
+        body = {
+            "email": self.brand_email,
+            "password": self.brand_password,
+            "phone": phone(500_000 + n),
+            "brandName": f"Load Brand {n}",
+            "username": f"lt{_run}b{n}",
+            "nicheIds": [1, 2],
+        }
+        with self.client.post(
+            "/brands", json=body, name="POST /brands", catch_response=True
+        ) as resp:
             if resp.status_code == 201:
                 record("brand", resp.json()["id"])
                 resp.success()
@@ -86,11 +92,16 @@ class Visitor(HttpUser):
     @task(3)
     def sign_up(self) -> None:
         n = unique()
-        body = {"name": f"Load {n}", "username": f"lt{_run}i{n}",
-                "email": f"lt{_run}i{n}@example.com", "phone": phone(n),
-                "nicheIds": random.sample(range(1, 21), k=random.randint(1, 3))}
-        with self.client.post("/influencers", json=body, name="POST /influencers",
-                              catch_response=True) as resp:
+        body = {
+            "name": f"Load {n}",
+            "username": f"lt{_run}i{n}",
+            "email": f"lt{_run}i{n}@example.com",
+            "phone": phone(n),
+            "nicheIds": random.sample(range(1, 21), k=random.randint(1, 3)),
+        }
+        with self.client.post(
+            "/influencers", json=body, name="POST /influencers", catch_response=True
+        ) as resp:
             if resp.status_code == 201:
                 account_id = resp.json()["id"]
                 record("influencer", account_id)
@@ -99,14 +110,18 @@ class Visitor(HttpUser):
                 self.verify_phone(body["phone"])
 
     def verify_phone(self, number: str) -> None:
-        resp = self.client.post("/auth/otp/send", json={"phone": number},
-                                name="POST /auth/otp/send")
+        resp = self.client.post(
+            "/auth/otp/send", json={"phone": number}, name="POST /auth/otp/send"
+        )
         if resp.status_code != 202:
             return
         code = resp.json().get("debugOtp")
         if code:
-            self.client.post("/auth/otp/verify", json={"phone": number, "otp": code},
-                             name="POST /auth/otp/verify")
+            self.client.post(
+                "/auth/otp/verify",
+                json={"phone": number, "otp": code},
+                name="POST /auth/otp/verify",
+            )
 
     @task(1)
     def login(self) -> None:
