@@ -339,6 +339,9 @@ def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
     lint = c.run(f"{sys.executable} -m ruff check {ROOT}", warn=True)
     if lint is None or lint.exited != 0:
         raise Exit("ruff found problems (run: ruff check --fix .)", code=1)
+    style = c.run(f"{sys.executable} -m ruff format --check {ROOT}", warn=True, hide="out")
+    if style is None or style.exited != 0:
+        raise Exit("files are not formatted (run: ruff format .)", code=1)
     marker = ' -m "not slow"' if fast else ""
     result = c.run(f"{sys.executable} -m pytest{marker} {args}", pty=False, warn=True)
     if result is None or result.exited != 0:
