@@ -335,13 +335,16 @@ def loadtest(c: Context, users: int = 50, seconds: int = 60, url: str = "") -> N
 
 @task(name="test")
 def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
-    """Lint with ruff, then run the whole test suite (--fast skips the slow reliability tests)."""
+    """ruff, mypy on the core, then the whole test suite (--fast skips the slow tests)."""
     lint = c.run(f"{sys.executable} -m ruff check {ROOT}", warn=True)
     if lint is None or lint.exited != 0:
         raise Exit("ruff found problems (run: ruff check --fix .)", code=1)
     style = c.run(f"{sys.executable} -m ruff format --check {ROOT}", warn=True, hide="out")
     if style is None or style.exited != 0:
         raise Exit("files are not formatted (run: ruff format .)", code=1)
+    types = c.run(f"{sys.executable} -m mypy", warn=True)
+    if types is None or types.exited != 0:
+        raise Exit("mypy found type errors in the core", code=1)
     marker = ' -m "not slow"' if fast else ""
     result = c.run(f"{sys.executable} -m pytest{marker} {args}", pty=False, warn=True)
     if result is None or result.exited != 0:

@@ -9,6 +9,7 @@ unique E.164 phones, enumerations as CHECKs, cascading junction rows.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from peewee import (
     SQL,
@@ -69,7 +70,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _in(column: str, values: tuple[str, ...]) -> Check:
+def _in(column: str, values: tuple[str, ...]) -> Any:  # a CHECK constraint (peewee SQL)
     listed = ", ".join(f"'{v}'" for v in values)
     return Check(f"{column} IN ({listed})")
 

@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 from cloutsy.errors import BadRequest, Invalid
 
@@ -170,10 +171,10 @@ class InfluencerUpdate(Schema):
     validation error naming the field); leaving them out keeps them.
     """
 
-    name: Name = Field(default=None)
-    username: Username = Field(default=None)
-    email: Email = Field(default=None)
-    phone: Phone = Field(default=None)
+    name: Name = Field(default=None)  # type: ignore[assignment]  # absent, never null
+    username: Username = Field(default=None)  # type: ignore[assignment]  # absent, never null
+    email: Email = Field(default=None)  # type: ignore[assignment]  # absent, never null
+    phone: Phone = Field(default=None)  # type: ignore[assignment]  # absent, never null
     date_of_birth: DateOfBirth | None = None
     gender: Gender | None = None
     bio: Bio | None = None
@@ -209,10 +210,10 @@ class BrandCreate(BrandProfile):
 class BrandUpdate(BrandProfile):
     """A partial update like InfluencerUpdate; the password is not changed this way."""
 
-    email: Email = Field(default=None)
-    phone: Phone = Field(default=None)
-    brand_name: Short = Field(default=None)
-    username: Username = Field(default=None)
+    email: Email = Field(default=None)  # type: ignore[assignment]  # absent, never null
+    phone: Phone = Field(default=None)  # type: ignore[assignment]  # absent, never null
+    brand_name: Short = Field(default=None)  # type: ignore[assignment]  # absent, never null
+    username: Username = Field(default=None)  # type: ignore[assignment]  # absent, never null
 
 
 class NicheSet(Schema):
@@ -409,7 +410,7 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown field"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import reduce
-from typing import Any
+from typing import Any, cast
 
 from peewee import Expression, Field, Model
 
@@ -171,9 +171,8 @@ def replace_niches(kind: AccountKind, account_id: int, niche_ids: Sequence[int])
         refs: list[dict] = []
         if ids:
             chosen = Niche.select(Niche.id, Niche.name, Niche.slug, Niche.icon)
-            refs = list(
-                chosen.where(Niche.id.in_(ids) & Niche.is_active).order_by(Niche.id).dicts()
-            )
+            found = chosen.where(Niche.id.in_(ids) & Niche.is_active).order_by(Niche.id).dicts()
+            refs = list(cast(Iterable[dict], found))  # peewee's hints type .dicts() rows as models
         missing = sorted(set(ids) - {ref["id"] for ref in refs})
         if missing:
             raise Invalid(

@@ -21,9 +21,9 @@ import hmac
 import logging
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from cloutsy.db import database
 from cloutsy.errors import BadRequest, CloutsyError, RateLimited
@@ -84,14 +84,15 @@ def code_hash(secret_key: str, phone: str, code: str) -> str:
 
 def send_wait(phone: str, now: dt.datetime) -> int:
     """Seconds until `phone` may be sent another code (0: now), from its recent rows."""
-    recent = [
-        row[0]
-        for row in Otp.select(Otp.created_at)
+    rows = (
+        Otp.select(Otp.created_at)
         .where((Otp.phone == phone) & (Otp.created_at > now - WINDOW))
         .order_by(Otp.created_at.desc())
         .limit(PER_WINDOW)
         .tuples()
-    ]
+    )
+    # peewee's hints type .tuples() rows as models; they are tuples.
+    recent = [row[0] for row in cast(Iterable[tuple[dt.datetime]], rows)]
     wait = dt.timedelta(0)
     if recent:
         wait = max(wait, recent[0] + RESEND_AFTER - now)
