@@ -31,6 +31,7 @@ from peewee import prefetch
 from cloutsy.config import Settings, load_settings
 from cloutsy.db import database, init_database
 from cloutsy.models import BRAND_PROFILE_FIELDS, Influencer, InfluencerNiche, Niche
+from cloutsy.queries import NICHE_COUNTS_FROM
 
 PERIODS = {"day": "1 day", "week": "1 week", "month": "1 month"}
 ACCOUNT_TABLES = {
@@ -203,18 +204,11 @@ def profile_funnel() -> pd.DataFrame:
 
 # --- niches --------------------------------------------------------------------------------
 
-PER_NICHE = """
-SELECT n.id AS niche_id, n.name AS niche, n.slug,
-       coalesce(i.c, 0) AS influencers, coalesce(b.c, 0) AS brands
-  FROM niches n
-  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM influencer_niches l
-               JOIN influencers a ON a.id = l.influencer_id AND a.is_active
-              GROUP BY l.niche_id) i ON i.niche_id = n.id
-  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM brand_niches l
-               JOIN brands a ON a.id = l.brand_id AND a.is_active
-              GROUP BY l.niche_id) b ON b.niche_id = n.id
- WHERE n.is_active
-"""
+# The same counts /niches serves (one definition of "active accounts per active niche").
+PER_NICHE = (
+    "SELECT n.id AS niche_id, n.name AS niche, n.slug,"
+    " coalesce(ic.c, 0) AS influencers, coalesce(bc.c, 0) AS brands" + NICHE_COUNTS_FROM
+)
 
 
 def accounts_per_niche() -> pd.DataFrame:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from peewee import IntegrityError
+from pydantic.alias_generators import to_camel
 
 from cloutsy.errors import CloutsyError, Conflict, Invalid
 from cloutsy.models import UNIQUE_FIELDS
@@ -48,9 +49,7 @@ def error_from(exc: IntegrityError) -> CloutsyError | None:
         return Invalid("unknown niche", [{"field": "nicheIds", "message": "unknown niche id"}])
     if code == CHECK_VIOLATION and constraint:
         # Constraint names are <table>_<column>_check.
-        column = constraint.split("_", 1)[-1].removesuffix("_check")
-        head, *rest = column.split("_")
-        field = head + "".join(part.title() for part in rest)
+        field = to_camel(constraint.split("_", 1)[-1].removesuffix("_check"))
         return Invalid("value not allowed", [{"field": field, "message": "value not allowed"}])
     return None
 

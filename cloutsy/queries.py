@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 from cloutsy.db import database
 from cloutsy.errors import BadRequest
 from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH
@@ -68,13 +70,9 @@ BRAND_PRIVATE = (
 )
 
 
-def camel(column: str) -> str:
-    head, *rest = column.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def _object(alias: str, columns: Sequence[str]) -> str:
-    pairs = ", ".join(f"'{camel(c)}', {alias}.{c}" for c in columns)
+    # The schemas' own alias rule, so the JSON keys are the documented ones.
+    pairs = ", ".join(f"'{to_camel(c)}', {alias}.{c}" for c in columns)
     return f"json_build_object({pairs}"
 
 
@@ -324,8 +322,8 @@ def decode_cursor(cursor: str) -> int:
 
 # --- niches ------------------------------------------------------------------------------
 
-_NICHE_COUNTS = """
-SELECT {select}
+# Active accounts per active niche (aliases ic.c / bc.c); analytics counts with it too.
+NICHE_COUNTS_FROM = """
   FROM niches n
   LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM influencer_niches l
                JOIN influencers a ON a.id = l.influencer_id AND a.is_active
@@ -333,18 +331,21 @@ SELECT {select}
   LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM brand_niches l
                JOIN brands a ON a.id = l.brand_id AND a.is_active
               GROUP BY l.niche_id) bc ON bc.niche_id = n.id
- WHERE n.is_active {extra}
+ WHERE n.is_active
 """
 _NICHE_OBJECT = (
     "json_build_object('id', n.id, 'name', n.name, 'slug', n.slug, 'icon', n.icon, "
     "'description', n.description, 'influencerCount', coalesce(ic.c, 0), "
     "'brandCount', coalesce(bc.c, 0))"
 )
-NICHES_SQL = _NICHE_COUNTS.format(
-    select=f"coalesce(json_agg({_NICHE_OBJECT} ORDER BY n.name), '[]'::json)::text", extra=""
+NICHES_SQL = (
+    f"SELECT coalesce(json_agg({_NICHE_OBJECT} ORDER BY n.name), '[]'::json)::text"
+    + NICHE_COUNTS_FROM
 )
-NICHE_SQL = _NICHE_COUNTS.format(
-    select=f"{_NICHE_OBJECT}::text", extra="AND (n.id = %(id)s OR n.slug = %(slug)s)"
+NICHE_SQL = (
+    f"SELECT {_NICHE_OBJECT}::text"
+    + NICHE_COUNTS_FROM
+    + " AND (n.id = %(id)s OR n.slug = %(slug)s)"
 )
 
 

@@ -193,7 +193,7 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
     )
     def detail(id: str) -> str:  # noqa: A002 - the path parameter's name
         account_id = path_id(id)
-        who = auth.caller(settings) if "HTTP_AUTHORIZATION" in bottle.request.environ else None
+        who = auth.caller(settings)
         private_view = who is not None and (who.is_admin or who.owns(kind, account_id))
         body = queries.account_json(table, account_id, private_view)
         if body is None:
