@@ -45,6 +45,13 @@ class Settings:
     # Cut runaway queries so a slow statement answers 503, not a hung worker.
     statement_timeout_ms: int = 5000
     connect_timeout_s: int = 2
+    # Scale-out (CONTRACT §10): streaming replicas for public reads, PgBouncer mode.
+    replica_urls: tuple[str, ...] = ()
+    replica_max_lag_s: float = 5.0
+    read_your_writes_s: float = 2.0
+    # False behind PgBouncer in transaction mode: no SQL PREPARE, no startup options.
+    prepared_statements: bool = True
+    analytics_database_url: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -71,6 +78,15 @@ class Settings:
                 f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
             )
         return None
+
+    def analytics_url(self) -> str | None:
+        """What the notebooks read: ANALYTICS_DATABASE_URL, else the first replica, else
+        the primary (None: the embedded server)."""
+        if self.analytics_database_url:
+            return self.analytics_database_url
+        if self.replica_urls:
+            return self.replica_urls[0]
+        return self.external_url()
 
     def with_overrides(self, **changes: object) -> Settings:
         """Copy with some fields changed (tests, benchmarks)."""
@@ -103,6 +119,32 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip() or None
+    if raw and not raw.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{name} must start with postgresql:// or postgres://")
+    return raw
+
+
+def _urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in env.get(name, "").split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"{name}: each URL must start with postgresql:// or postgres://")
+    return urls
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and check the environment; raise ConfigError naming a bad variable."""
     env = os.environ if environ is None else environ
@@ -119,9 +161,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     elif len(secret) < 16:
         raise ConfigError("CLOUTSY_SECRET_KEY must be at least 16 characters")
 
-    database_url = env.get("DATABASE_URL", "").strip() or None
-    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("DATABASE_URL must start with postgresql:// or postgres://")
+    database_url = _url(env, "DATABASE_URL")
 
     data_dir = Path(env.get("CLOUTSY_DATA_DIR", "").strip() or PROJECT_ROOT / ".cloutsy")
     return Settings(
@@ -142,6 +182,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         workers=_int(env, "CLOUTSY_WORKERS", 2, minimum=1),
         data_dir=data_dir,
         statement_timeout_ms=_int(env, "CLOUTSY_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
+        replica_urls=_urls(env, "DATABASE_REPLICA_URLS"),
+        replica_max_lag_s=_float(env, "CLOUTSY_REPLICA_MAX_LAG_S", 5.0),
+        read_your_writes_s=_float(env, "CLOUTSY_READ_YOUR_WRITES_S", 2.0),
+        prepared_statements=_bool(env, "POSTGRES_PREPARED_STATEMENTS", True),
+        analytics_database_url=_url(env, "ANALYTICS_DATABASE_URL"),
     )
 
 

@@ -56,3 +56,56 @@ def test_settings_are_frozen():
     s = load_settings({})
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_scale_out_settings_default_to_one_primary_with_prepared_statements():
+    s = load_settings({})
+    assert s.replica_urls == () and s.prepared_statements is True
+    assert (s.replica_max_lag_s, s.read_your_writes_s) == (5.0, 2.0)
+    assert s.analytics_url() is None  # the embedded server
+
+
+def test_analytics_reads_the_first_replica_unless_named():
+    primary = "postgresql://app@p:5432/c"
+    env = {
+        "DATABASE_URL": primary,
+        "DATABASE_REPLICA_URLS": " postgresql://r1:5432/c , postgresql://r2:5432/c ",
+    }
+    s = load_settings(env)
+    assert s.replica_urls == ("postgresql://r1:5432/c", "postgresql://r2:5432/c")
+    assert s.analytics_url() == "postgresql://r1:5432/c"
+    named = load_settings({**env, "ANALYTICS_DATABASE_URL": "postgresql://a@x/c"})
+    assert named.analytics_url() == "postgresql://a@x/c"
+    assert load_settings({"DATABASE_URL": primary}).analytics_url() == primary
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"POSTGRES_PREPARED_STATEMENTS": "maybe"}, "POSTGRES_PREPARED_STATEMENTS"),
+        ({"DATABASE_REPLICA_URLS": "postgresql://a/c,mysql://b"}, "DATABASE_REPLICA_URLS"),
+        ({"CLOUTSY_REPLICA_MAX_LAG_S": "-1"}, "CLOUTSY_REPLICA_MAX_LAG_S"),
+        ({"CLOUTSY_READ_YOUR_WRITES_S": "soon"}, "CLOUTSY_READ_YOUR_WRITES_S"),
+        ({"ANALYTICS_DATABASE_URL": "sqlite://x"}, "ANALYTICS_DATABASE_URL"),
+    ],
+)
+def test_bad_scale_out_values_name_the_variable(env, name):
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env)
+
+
+def test_prepared_statements_off_sends_no_startup_options_and_keeps_multi_host_urls():
+    from cloutsy.db import connect_params, plain_sql
+
+    url = "postgresql://app:p%40ss@a:5432,b:5433/cloutsy?target_session_attrs=read-write"
+    on = connect_params(url, load_settings({}))
+    assert "statement_timeout=5000" in on["options"]
+    off = connect_params(url, load_settings({"POSTGRES_PREPARED_STATEMENTS": "false"}))
+    assert "options" not in off  # PgBouncer refuses startup options: the role carries them
+    assert (off["host"], off["port"], off["target_session_attrs"]) == (
+        "a,b",
+        "5432,5433",
+        "read-write",
+    )
+    assert (off["database"], off["user"], off["password"]) == ("cloutsy", "app", "p@ss")
+    assert plain_sql("SELECT $1, $2 LIKE 'a%', $1") == "SELECT %(p1)s, %(p2)s LIKE 'a%%', %(p1)s"
