@@ -42,10 +42,13 @@ LARGE_TABLE_ROWS = 10_000  # a sequential scan over more rows than this is flagg
 
 
 def connect(environ: Mapping[str, str] | None = None) -> Settings:
-    """Point the package at the configured database (CONTRACT §3) unless already done."""
+    """Point the package at the analytics database unless already done: ANALYTICS_DATABASE_URL,
+    else the first replica, else the primary (CONTRACT §3), so reports never load the primary
+    once replicas exist."""
     settings = load_settings(environ)
     if database.obj is None:
-        init_database(settings)
+        # One server, no routing: the notebooks' long reads stay where they were sent.
+        init_database(settings.with_overrides(replica_urls=()), url=settings.analytics_url())
     return settings
 
 

@@ -226,11 +226,17 @@ def init_database(settings: Settings, url: str | None = None) -> PooledDatabase:
     )
     db.use_prepared = settings.prepared_statements
     database.initialize(db)
+    from cloutsy import replicas  # replicas builds on this module
+
+    replicas.configure(settings, db)
     return db
 
 
 def close_database() -> None:
-    """Close every pooled connection (shutdown, tests)."""
+    """Close every pooled connection, the replicas' too (shutdown, tests)."""
+    from cloutsy import replicas
+
+    replicas.close()
     db = database.obj
     if db is not None:
         db.close_all()

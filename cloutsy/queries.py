@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
+from cloutsy import replicas
 from cloutsy.db import database
 from cloutsy.errors import BadRequest
 from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH
@@ -124,7 +125,10 @@ def _detail_sql(kind: Kind, private: bool) -> tuple[str, str]:
 def account_json(kind: Kind, account_id: int, private: bool = False) -> str | None:
     """One active account's view as JSON text, or None."""
     name, sql = _detail_sql(kind, private)
-    row = database.execute_prepared(name, sql, (account_id,)).fetchone()
+    if private:  # a private view is read where it was written (CONTRACT §10)
+        row = database.execute_prepared(name, sql, (account_id,)).fetchone()
+    else:
+        row = replicas.read(lambda db: db.execute_prepared(name, sql, (account_id,)).fetchone())
     return row[0] if row else None
 
 
@@ -267,7 +271,8 @@ def page_json(kind: Kind, f: ListFilter) -> str:
         "tsquery": ts,
         "limit": f.limit + 1,
     }
-    rows = database.execute_prepared(name, sql, [values[n] for n in names]).fetchall()
+    params = [values[n] for n in names]
+    rows = replicas.read(lambda db: db.execute_prepared(name, sql, params).fetchall())
     more = len(rows) > f.limit
     rows = rows[: f.limit]
     cursor = f'"{encode_cursor(rows[-1][0])}"' if more else "null"
@@ -351,13 +356,14 @@ NICHE_SQL = (
 
 def niches_json() -> str:
     """`{"items":[…]}`: active niches with active account counts, one aggregate query."""
-    return '{"items":' + database.execute_sql(NICHES_SQL).fetchone()[0] + "}"
+    return '{"items":' + replicas.read(lambda db: db.execute_sql(NICHES_SQL).fetchone())[0] + "}"
 
 
 def niche_json(key: str) -> str | None:
     """One active niche by id or slug, with counts, as JSON text (None if unknown)."""
     ident = int(key) if key.isdigit() and len(key) < 10 else None
-    row = database.execute_sql(NICHE_SQL, {"id": ident, "slug": key}).fetchone()
+    params = {"id": ident, "slug": key}
+    row = replicas.read(lambda db: db.execute_sql(NICHE_SQL, params).fetchone())
     return row[0] if row else None
 
 

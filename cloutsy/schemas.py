@@ -328,9 +328,18 @@ class DatabaseHealth(View):
     pending_migrations: int | None = None
 
 
+class ReplicaHealth(View):
+    name: str = Field(description="host:port/database of the replica")
+    state: Literal["ok", "lagging", "down"]
+    lag_s: float | None = Field(description="seconds behind the primary; null when unknown")
+
+
 class HealthOut(View):
     status: Literal["ok", "unavailable"]
     database: DatabaseHealth
+    replicas: list[ReplicaHealth] | None = Field(
+        default=None, description="with DATABASE_REPLICA_URLS only"
+    )
 
 
 class ErrorDetail(View):

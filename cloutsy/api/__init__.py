@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bottle
 
+from cloutsy import replicas
 from cloutsy.api import accounts, http, metrics, niches, ops, session_routes
 from cloutsy.config import Settings
 from cloutsy.db import current
@@ -22,4 +23,10 @@ def create_app(settings: Settings) -> bottle.Bottle:
     accounts.register(api, settings)
     session_routes.register(api, settings)
     current().query_observer = metrics.observe_query
+    replicas.observer = metrics.observe_replica
+    replicas.read_observer = metrics.observe_read
+    if replicas.current is not None:
+        for replica in replicas.current.replicas:
+            replica.pool.query_observer = metrics.observe_query
+            metrics.observe_replica(replica.name, replica.up, replica.lag_s)
     return app

@@ -179,6 +179,7 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         tag=plural,
         query=LIST_QUERY,
         responses={200: page, 400: ErrorOut},
+        replica=True,
     )
     def browse() -> str:
         return queries.page_json(table, list_filter())
@@ -190,6 +191,7 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         tag=plural,
         auth="optional",
         responses={200: public, 401: ErrorOut, 404: ErrorOut},
+        replica=True,  # the public view only: a private one is read from the primary
     )
     def detail(id: str) -> str:  # noqa: A002 - the path parameter's name
         account_id = path_id(id)

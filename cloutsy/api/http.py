@@ -23,6 +23,7 @@ from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 from pydantic import BaseModel
 
+from cloutsy import replicas
 from cloutsy.api import metrics
 from cloutsy.db import database
 from cloutsy.errors import (
@@ -95,14 +96,53 @@ def _request_id(environ: dict[str, Any]) -> str:
     return rid
 
 
+# Read-your-writes (CONTRACT §10): after a write, the caller's reads stay on the primary
+# for CLOUTSY_READ_YOUR_WRITES_S. The deadline travels in a cookie, so it holds whichever
+# worker or host serves the next request; it is no secret (at worst a client sends its own
+# reads to the primary).
+READ_YOUR_WRITES_COOKIE = "cloutsy_ryw"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def may_read_replica() -> bool:
+    """False while this caller's read-your-writes window (its cookie) is open."""
+    cookie = bottle.request.get_cookie(READ_YOUR_WRITES_COOKIE)
+    if cookie is None:
+        return True
+    try:
+        return float(cookie) <= time.time()
+    except ValueError:
+        return True
+
+
+def note_write(window_s: float) -> None:
+    """Open the caller's read-your-writes window on this response."""
+    until = time.time() + window_s
+    bottle.response.set_cookie(
+        READ_YOUR_WRITES_COOKIE,
+        f"{until:.3f}",
+        max_age=max(1, int(window_s + 1)),
+        path="/",
+        httponly=True,
+        samesite="lax",
+    )
+
+
 class RequestPlugin:
-    """Per request: an id, a pooled connection taken and always given back, JSON errors, metrics."""
+    """Per request: an id, a pooled connection taken and always given back, JSON errors, metrics;
+    public reads may go to a replica (`replica=True` routes), writes open read-your-writes.
+    """
 
     name = "cloutsy"
     api = 2
 
+    def __init__(self, read_your_writes_s: float = 0.0) -> None:
+        self.read_your_writes_s = read_your_writes_s
+
     def apply(self, callback: Callable[..., Any], route: bottle.Route) -> Callable[..., Any]:
         needs_db = route.config.get("db", True)
+        public_read = route.config.get("replica", False)
+        writes = route.method in WRITE_METHODS
         template = route.rule
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -116,7 +156,13 @@ class RequestPlugin:
                 if needs_db and database.is_closed():
                     database.connect()
                     opened = True
-                return callback(*args, **kwargs)
+                if replicas.current is None:
+                    return callback(*args, **kwargs)
+                with replicas.public_reads(public_read and may_read_replica()):
+                    body = callback(*args, **kwargs)
+                if writes and resp.status_code < 400 and self.read_your_writes_s > 0:
+                    note_write(self.read_your_writes_s)
+                return body
             except CloutsyError as exc:
                 code = exc.code
                 return error_response(exc)
@@ -182,7 +228,8 @@ def install(app: bottle.Bottle) -> None:
     def tag_response() -> None:
         bottle.response.set_header("X-Request-Id", bottle.request.environ["cloutsy.request_id"])
 
-    app.install(RequestPlugin())
+    settings = app.config.get("cloutsy.settings")
+    app.install(RequestPlugin(settings.read_your_writes_s if settings else 0.0))
 
 
 # --- request bodies and queries ------------------------------------------------------------
@@ -287,13 +334,15 @@ class Api:
         query: tuple[dict[str, Any], ...] = (),
         links: dict[str, tuple[str, dict[str, str]]] | None = None,
         db: bool = True,
+        replica: bool = False,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register `fn` for METHOD path (OpenAPI `{name}` placeholders)."""
+        """Register `fn` for METHOD path (OpenAPI `{name}` placeholders); `replica`: a public
+        read that a streaming replica may answer (CONTRACT §10)."""
         names = re.findall(r"{(\w+)}", path)
         rule = re.sub(r"{(\w+)}", r"<\1>", path)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.app.route(rule, method, fn, db=db)
+            self.app.route(rule, method, fn, db=db, replica=replica)
             params = tuple(
                 {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                 for n in names

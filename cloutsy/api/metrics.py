@@ -50,6 +50,31 @@ POOL_MAX = Gauge("cloutsy_db_pool_max", "Pool size (summed over workers)", **_po
 POOL_IN_USE = Gauge("cloutsy_db_pool_in_use", "Pooled connections in use", **_pool_mode)
 POOL_IDLE = Gauge("cloutsy_db_pool_idle", "Pooled connections idle", **_pool_mode)
 
+# Read replicas (CONTRACT §10): each worker measures them; the worst figure is shown.
+_worst = {"multiprocess_mode": "livemax"} if MULTIPROCESS else {}
+_least = {"multiprocess_mode": "livemin"} if MULTIPROCESS else {}
+REPLICA_UP = Gauge("cloutsy_db_replica_up", "1 when the replica answers", ["replica"], **_least)
+REPLICA_LAG = Gauge(
+    "cloutsy_db_replica_lag_seconds",
+    "How far the replica is behind the primary (-1 when unknown)",
+    ["replica"],
+    **_worst,
+)
+READS = Counter(
+    "cloutsy_db_public_reads_total", "Public reads by the server that answered", ["target"]
+)
+
+
+def observe_replica(name: str, up: bool, lag_s: float | None) -> None:
+    """Publish one replica's state (installed as the replica monitor's observer)."""
+    REPLICA_UP.labels(name).set(1 if up else 0)
+    REPLICA_LAG.labels(name).set(-1 if lag_s is None else lag_s)
+
+
+def observe_read(target: str) -> None:
+    """Count one public read on "primary" or "replica"."""
+    READS.labels(target).inc()
+
 
 def observe_query(seconds: float) -> None:
     """Count one SQL statement and its duration (installed as the pool's query observer)."""

@@ -9,7 +9,7 @@ import bottle
 from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
-from cloutsy import migrations
+from cloutsy import migrations, replicas
 from cloutsy.api import metrics, openapi
 from cloutsy.api.http import Api, json_body
 from cloutsy.config import Settings
@@ -40,6 +40,17 @@ def health_report() -> tuple[int, dict[str, Any]]:
     return 200, {"status": "ok", "database": database}
 
 
+def replica_report() -> dict[str, Any]:
+    """Each replica's state and lag (CONTRACT §10); empty without replicas.
+
+    Kept apart from `health_report`: a replica down or lagging does not make the service
+    unhealthy (its reads go to the primary), it is only shown.
+    """
+    if replicas.current is None:
+        return {}
+    return {"replicas": replicas.current.report()}
+
+
 def register(api: Api, settings: Settings) -> None:
     @api.route(
         "GET",
@@ -51,6 +62,7 @@ def register(api: Api, settings: Settings) -> None:
     )
     def health() -> bytes:
         status, report = health_report()
+        report.update(replica_report())
         if status == 503:
             bottle.response.set_header("Retry-After", "2")
         return json_body(report, status)
