@@ -212,11 +212,20 @@ def wait_replayed(primary: Cluster, replica: Cluster, db: str = "postgres", time
 class Process:
     """An engine process started by a test, stopped by its pid."""
 
-    def __init__(self, argv: list[str], log: Path, user: str | None = None) -> None:
+    def __init__(
+        self, argv: list[str], log: Path, user: str | None = None, env: dict | None = None
+    ) -> None:
         self.log = log
         self.handle = log.open("w")
+        # A session of its own: the process and its children form one group to kill.
         self.process = subprocess.Popen(
-            argv, stdout=self.handle, stderr=subprocess.STDOUT, user=user, start_new_session=True
+            argv,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            user=user,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
         )
 
     @property
@@ -233,6 +242,44 @@ class Process:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
         self.handle.close()
+
+
+class Instance(Process):
+    """One `invoke serve` (an API host) on a free port, in a process group of its own."""
+
+    def __init__(self, log_dir: Path, **env_extra: str) -> None:
+        import sys
+
+        from tests.conftest import ADMIN_TOKEN
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, CLOUTSY_PORT=str(self.port), CLOUTSY_ADMIN_TOKEN=ADMIN_TOKEN)
+        env.update(env_extra)
+        log = log_dir / f"serve-{self.port}.log"
+        super().__init__([sys.executable, "-m", "invoke", "serve"], log, env=env)
+        wait_port(self.port, timeout=60, process=self)
+        wait_healthy(self.url)
+
+    def kill(self) -> None:
+        """SIGKILL the whole instance (server and workers), as a host dying would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+def wait_healthy(url: str, timeout: float = 30) -> None:
+    from tests.test_server import http
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if http("GET", f"{url}/health")[0] == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} is not healthy after {timeout} s"
+        time.sleep(0.1)
 
 
 def wait_port(port: int, timeout: float = 15, process: Process | None = None) -> None:
