@@ -363,6 +363,7 @@ def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
         "writes": "measure sign-ups too (on by default; --no-writes skips them)",
         "fresh": "re-seed the bench databases even when their row counts match",
         "drop": "drop the bench databases afterwards instead of keeping them for the next run",
+        "unprepared": "also read with POSTGRES_PREPARED_STATEMENTS=false (on by default)",
     },
 )
 def bench(
@@ -373,6 +374,7 @@ def bench(
     writes: bool = True,
     fresh: bool = False,
     drop: bool = False,
+    unprepared: bool = True,
 ) -> None:
     """Measure the service against a hand-written psycopg2 baseline under wrk."""
     with edge():
@@ -380,7 +382,13 @@ def bench(
         from cloutsy.config import load_settings
 
         options = Options(
-            rounds=rounds, duration=duration, scale=scale, writes=writes, fresh=fresh, drop=drop
+            rounds=rounds,
+            duration=duration,
+            scale=scale,
+            writes=writes,
+            fresh=fresh,
+            drop=drop,
+            unprepared=unprepared,
         )
         say(run(load_settings(), options, say).render())
 

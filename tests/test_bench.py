@@ -209,3 +209,18 @@ def test_rounds_rotate_the_order_of_stacks() -> None:
     assert [o[0] for o in orders[:3]] == ["service", "baseline", "constant"]
     assert orders[3] == orders[0]
     assert stack_order(2, with_service=False) == ["constant", "baseline"]
+
+
+def test_the_report_says_what_prepared_statements_off_cost_the_reads() -> None:
+    from cloutsy.bench.runner import UNPREPARED, Row, _unprepared_notes
+
+    rows = [
+        Row("by id", "service", 2000.0, 1.0, 2.0, 0, 2.5),
+        Row("by id", UNPREPARED, 1500.0, 1.2, 2.5, 0, 1.875),
+        Row("by niche", "service", 800.0, 1.0, 2.0, 0, 2.6),
+        Row("by niche", UNPREPARED, 720.0, 1.1, 2.2, 1, 2.34),
+    ]
+    (note,) = _unprepared_notes(rows)
+    assert "by id: 0.75x the prepared service's req/s (1.88x baseline, 0 errors)" in note
+    assert "by niche: 0.90x" in note and "1 errors" in note
+    assert _unprepared_notes(rows[:1]) == []

@@ -47,6 +47,8 @@ POOL_MAX = 5
 TARGET_RATIO = 2.0
 ENDPOINTS = ("by id", "by niche")
 STACKS = ("service", "baseline", "constant")
+# The service with POSTGRES_PREPARED_STATEMENTS=false, measured right after "service".
+UNPREPARED = "no-prep"
 BENCH_EMAIL_DOMAIN = "bench.example.com"
 
 Progress = Callable[[str], None]
@@ -646,6 +648,8 @@ class Options:
     fresh: bool = False
     drop: bool = False
     service: bool = True
+    # Also read with POSTGRES_PREPARED_STATEMENTS=false (PgBouncer transaction mode).
+    unprepared: bool = True
 
 
 @dataclass(frozen=True)
@@ -749,10 +753,19 @@ def run(settings: Settings, options: Options, progress: Progress) -> Report:
                     if stack == "service" and options.writes:
                         for what, r in _writes(wrk, server.base, data, load, options).items():
                             writes.setdefault(what, []).append(r)
+                if stack == "service" and options.unprepared:
+                    with _start(data, UNPREPARED, work, progress) as server:
+                        for endpoint in ENDPOINTS:
+                            result = wrk.measure(
+                                server.base, "paths", [str(files[endpoint])], options.duration
+                            )
+                            results[(endpoint, UNPREPARED)] = result
+                            progress(f"  {UNPREPARED:<9}{endpoint:<10}{_brief(result)}")
             rounds.append(results)
     rows = summarise(rounds)
     report = Report(rows, {k: _median_result(v) for k, v in writes.items()}, [], notes)
     if with_service:
+        report.notes += _unprepared_notes(rows)
         report.checks += _ratio_checks(rows)
         report.checks += _write_checks(report.writes)
     if options.scale:
@@ -791,7 +804,9 @@ def _brief(r: WrkResult) -> str:
 def _start(data: Dataset, stack: str, work: Path, progress: Progress) -> Iterator[Server]:
     port = free_port()
     env = data.server_env(port)
-    if stack == "service":
+    if stack == UNPREPARED:
+        env["POSTGRES_PREPARED_STATEMENTS"] = "false"
+    if stack in ("service", UNPREPARED):
         argv = service_argv()
     elif stack == "baseline":
         argv = gunicorn_argv("cloutsy.bench.baseline:create_app()", port)
@@ -855,6 +870,24 @@ def _writes(
         finally:
             conn.close()
     return results
+
+
+def _unprepared_notes(rows: Sequence[Row]) -> list[str]:
+    """What turning prepared statements off (PgBouncer in transaction mode) costs the reads."""
+    by = {(r.endpoint, r.stack): r for r in rows}
+    parts = []
+    for endpoint in ENDPOINTS:
+        off, on = by.get((endpoint, UNPREPARED)), by.get((endpoint, "service"))
+        if off is None or on is None or not on.rps:
+            continue
+        vs_base = f"{off.ratio:.2f}x baseline" if off.ratio is not None else "no baseline"
+        parts.append(
+            f"{endpoint}: {off.rps / on.rps:.2f}x the prepared service's req/s ({vs_base}, "
+            f"{off.errors} errors)"
+        )
+    if not parts:
+        return []
+    return ["prepared statements off (POSTGRES_PREPARED_STATEMENTS=false): " + "; ".join(parts)]
 
 
 def _ratio_checks(rows: Sequence[Row]) -> list[Check]:
