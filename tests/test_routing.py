@@ -98,3 +98,29 @@ def test_lagging_and_dead_replicas_are_skipped_without_an_error(client, replica_
     assert reads == ["primary", "primary"]
     assert client.get("/health").json["replicas"][0]["state"] == "down"
     assert "cloutsy_db_public_reads_total" in client.get("/metrics").text
+
+
+def test_the_notebooks_read_the_first_replica_when_no_analytics_url_is_set(settings, pool):
+    """In a fresh process (as a notebook kernel): the primary in DATABASE_URL is unreachable,
+    the 'replica' (the test database) answers, so the analytics read from the replica."""
+    import subprocess
+    import sys
+
+    from tests.test_server import ROOT
+
+    code = (
+        "from cloutsy import analytics\n"
+        "analytics.connect()\n"
+        "print(len(analytics.accounts_per_niche()) > 0)\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CLOUTSY_SECRET_KEY": settings.secret_key,
+        "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/nowhere",
+        "DATABASE_REPLICA_URLS": connection_url(settings),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
