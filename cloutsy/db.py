@@ -249,6 +249,31 @@ def current() -> PooledDatabase:
     return database.obj  # type: ignore[no-any-return]
 
 
+def role_warnings(db: PooledDatabase) -> list[str]:
+    """What is missing on the role when no startup options carry the settings (PgBouncer).
+
+    With POSTGRES_PREPARED_STATEMENTS=false the statement timeout and time zone are not sent
+    at connect: they must be settings of the role, or runaway queries are never cut.
+    """
+    if db.use_prepared:
+        return []
+    with db.connection_context():
+        timeout, zone = db.execute_sql(
+            "SELECT current_setting('statement_timeout'), current_setting('TimeZone')"
+        ).fetchone()
+    found = []
+    if timeout == "0":
+        found.append(
+            "the database role has no statement_timeout (POSTGRES_PREPARED_STATEMENTS=false "
+            "sends none): ALTER ROLE <app role> SET statement_timeout = '5s'"
+        )
+    if zone not in ("UTC", "Etc/UTC"):
+        found.append(
+            f"the database role's time zone is {zone}: ALTER ROLE <app role> SET timezone = 'UTC'"
+        )
+    return found
+
+
 def wait_for_database(timeout: float = 30.0) -> None:
     """Retry a first connection with backoff for up to `timeout` s, else raise Unavailable."""
     db = current()
@@ -258,6 +283,8 @@ def wait_for_database(timeout: float = 30.0) -> None:
         try:
             with db.connection_context():
                 db.execute_sql("SELECT 1")
+            for warning in role_warnings(db):
+                log.warning("%s", warning)
             return
         except (OperationalError, InterfaceError, MaxConnectionsExceeded) as exc:
             if time.monotonic() + delay > deadline:
