@@ -120,17 +120,60 @@ def serve(c: Context, host: str = "", port: int = 0, workers: int = 0) -> None:
 # --- migrations --------------------------------------------------------------------------
 
 
-@task(name="apply", default=True)
-def migrate_apply(c: Context, target: str = "") -> None:
-    """Apply pending migrations (up to --target)."""
+@task(
+    name="apply",
+    default=True,
+    help={
+        "target": "stop after this migration",
+        "backup": "production: take a logical backup first (on by default; --no-backup skips)",
+        "lock-timeout-ms": "give up a lock wait after this long, then retry with backoff",
+        "attempts": "tries per migration when a lock is not granted in time",
+    },
+)
+def migrate_apply(
+    c: Context,
+    target: str = "",
+    backup: bool = True,
+    lock_timeout_ms: int = 3000,
+    attempts: int = 5,
+) -> None:
+    """Apply pending migrations safely: lock_timeout + retries; production backs up first."""
     with edge():
-        boot()
+        settings = boot()
         from cloutsy import migrations
         from cloutsy.db import database
 
+        if lock_timeout_ms < 1 or attempts < 1:
+            raise Exit("error: --lock-timeout-ms and --attempts must be positive", code=1)
         with database.connection_context():
-            applied = migrations.apply(target or None)
+            waiting = migrations.pending()
+        if waiting and settings.is_production and backup:
+            from cloutsy.backup import backup as take_backup
+
+            say(f"{len(waiting)} migration(s) pending: taking a logical backup first")
+            path = take_backup(settings)
+            say(f"backup written: {path}")
+        with database.connection_context():
+            applied = migrations.apply(
+                target or None, lock_timeout_ms=lock_timeout_ms, attempts=attempts, progress=say
+            )
         say("\n".join(f"applied: {name}" for name in applied) or "nothing to apply")
+
+
+@task(name="lint")
+def migrate_lint(c: Context) -> None:
+    """Render every migration's SQL and lint it with squawk; exit 1 on an unsafe operation."""
+    with edge():
+        from cloutsy import migrations
+
+        results = migrations.lint()
+        for result in results:
+            say(f"{'ok  ' if result.ok else 'FAIL'} {result.name}")
+            if not result.ok:
+                say(result.report)
+        failed = [r.name for r in results if not r.ok]
+        if failed:
+            raise Exit(f"squawk found unsafe operations in {', '.join(failed)}", code=1)
 
 
 @task(name="status")
@@ -345,6 +388,7 @@ def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
     types = c.run(f"{sys.executable} -m mypy", warn=True)
     if types is None or types.exited != 0:
         raise Exit("mypy found type errors in the core", code=1)
+    migrate_lint(c)  # squawk on every migration's rendered SQL
     marker = ' -m "not slow"' if fast else ""
     result = c.run(f"{sys.executable} -m pytest{marker} {args}", pty=False, warn=True)
     if result is None or result.exited != 0:
@@ -407,7 +451,9 @@ def notebooks(c: Context) -> None:
             say(f"report written: {os.path.relpath(path, ROOT)}")
 
 
-migrate = Collection("migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create)
+migrate = Collection(
+    "migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create, migrate_lint
+)
 seed = Collection("seed", seed_niches, seed_demo_data)
 db = Collection("db", db_backup, db_restore)
 
