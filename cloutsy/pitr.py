@@ -271,6 +271,12 @@ def scratch_cluster(
     options = f"-c port={port} -c listen_addresses='' -k {shlex.quote(str(work))}"
     if not archive:
         options += " -c archive_mode=off"
+    if not keep:
+        # A drill's copy is thrown away: skip the fsync of the whole directory at start-up
+        # and of every write (measured: the start took 11 s of a 67 s test on this disk).
+        options += " -c fsync=off"
+    else:
+        options += " -c recovery_init_sync_method=syncfs"
     params = {**conn_params(settings), "host": str(work), "port": port}
     params.pop("password", None)
     started = False
