@@ -165,16 +165,13 @@ def migrate_apply(
         if lock_timeout_ms < 1 or attempts < 1:
             raise Exit("error: --lock-timeout-ms and --attempts must be positive", code=1)
         with database.connection_context():
-            waiting = migrations.pending()
-        if waiting and settings.is_production and backup:
-            from cloutsy.backup import backup as take_backup
-
-            say(f"{len(waiting)} migration(s) pending: taking a logical backup first")
-            path = take_backup(settings)
-            say(f"backup written: {path}")
-        with database.connection_context():
-            applied = migrations.apply(
-                target or None, lock_timeout_ms=lock_timeout_ms, attempts=attempts, progress=say
+            _, applied = migrations.migrate(
+                settings,
+                target or None,
+                backup=backup,
+                progress=say,
+                lock_timeout_ms=lock_timeout_ms,
+                attempts=attempts,
             )
         say("\n".join(f"applied: {name}" for name in applied) or "nothing to apply")
 

@@ -41,7 +41,7 @@ from playhouse.migrate import PostgresqlMigrator
 from playhouse.migrations import Migration, MigrationError, Runner, template
 from playhouse.schema_diff import SchemaDiff, diff_models
 
-from cloutsy.config import PROJECT_ROOT
+from cloutsy.config import PROJECT_ROOT, Settings
 from cloutsy.db import current
 from cloutsy.models import MODELS
 
@@ -66,6 +66,7 @@ __all__ = [
     "LockTimeout",
     "MigrationError",
     "apply",
+    "migrate",
     "create",
     "drift",
     "lint",
@@ -244,6 +245,32 @@ def _apply_one(
                 ) from None
             time.sleep(delay)
             delay *= 2
+
+
+def migrate(
+    settings: Settings,
+    target: str | None = None,
+    *,
+    backup: bool = True,
+    progress: Callable[[str], None] | None = None,
+    **options: Any,
+) -> tuple[Path | None, list[str]]:
+    """`invoke migrate`: in production take a logical backup first (unless `backup=False`),
+    then `apply()`. Returns the backup's path (or None) and the applied names.
+    """
+    directory = options.get("directory", MIGRATIONS_DIR)
+    table_name = options.get("table_name", "schema_migration")
+    waiting = [m.name for m in runner(directory, table_name).status() if not m.applied]
+    taken = None
+    if waiting and settings.is_production and backup:
+        from cloutsy.backup import backup as take_backup
+
+        if progress is not None:
+            progress(f"{len(waiting)} migration(s) pending: taking a logical backup first")
+        taken = take_backup(settings)
+        if progress is not None:
+            progress(f"backup written: {taken}")
+    return taken, apply(target, progress=progress, **options)
 
 
 def rollback(target: str | None = None, all_: bool = False) -> list[str]:

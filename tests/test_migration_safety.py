@@ -208,3 +208,28 @@ def test_an_atomic_migration_gives_up_and_rolls_back(probe_table, tmp_path):
     thread, outcome = _apply_in_thread(tmp_path, lock_timeout_ms=400, attempts=1)
     thread.join(10)
     assert outcome.get("applied") == ["0001_probe_column"], outcome
+
+
+def test_production_takes_a_logical_backup_before_migrating(probe_table, settings, tmp_path):
+    migrations_dir = tmp_path / "migrations"
+    migrations_dir.mkdir()
+    (migrations_dir / "0001_probe_index.py").write_text(PROBE_INDEX)
+    options = {"directory": migrations_dir, "table_name": "probe_migration"}
+    backups = tmp_path / "backups"
+    production = settings.with_overrides(env="production", backup_dir=backups)
+    with database.connection_context():
+        taken, applied = migrations.migrate(production, backup=False, **options)
+        assert taken is None and applied == ["0001_probe_index"]  # --no-backup
+        database.execute_sql("DELETE FROM probe_migration")
+        database.execute_sql("DROP INDEX lock_probe_v")
+
+        taken, applied = migrations.migrate(production, **options)
+        assert applied == ["0001_probe_index"]
+        assert taken is not None and taken.parent == backups and taken.stat().st_size > 0
+        assert migrations.migrate(production, **options) == (None, [])  # nothing pending
+
+        database.execute_sql("DELETE FROM probe_migration")
+        database.execute_sql("DROP INDEX lock_probe_v")
+        taken, _ = migrations.migrate(settings.with_overrides(backup_dir=backups), **options)
+        assert taken is None  # development: no backup
+    assert len(list(backups.glob("*.dump"))) == 1
