@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import socket
@@ -69,7 +70,19 @@ def _server_now() -> dt.datetime:
         return database.execute_sql("SELECT now()").fetchone()[0]
 
 
-def pitr_round_trip(settings: Settings) -> None:
+def check_base_retention(settings: Settings, first: Path) -> None:
+    """--keep 1: the older base backup goes, and so does the WAL only it needed."""
+    newest = pitr.base_backup(settings, keep=1)
+    assert pitr.base_backups(settings) == [newest] and not first.exists()
+    start = json.loads((newest / "manifest.json").read_text())["wal_start_file"]
+    segments = [p.name for p in pitr.wal_dir(settings).iterdir() if len(p.name) == 24]
+    assert segments and min(segments) >= start, (start, sorted(segments)[:3])
+    for path in settings.backup_dir.rglob("*"):
+        expected = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+def pitr_round_trip(settings: Settings, retention: bool = False) -> None:
     """Base backup, A, T, B, restore to T, then serve and check; then the drills."""
     with pointed_at(settings):
         with database.connection_context():
@@ -120,6 +133,8 @@ def pitr_round_trip(settings: Settings) -> None:
         data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
         dump.write_bytes(bytes(data))
         assert not backup.verify(settings, dump).ok
+        if retention:
+            check_base_retention(settings, base)
 
 
 def test_pitr_on_the_embedded_server():
@@ -208,4 +223,4 @@ def test_pitr_on_a_postgresql_15_cluster(pg15_cluster):
             "server_pgdata": pgdata,
         }
     )
-    pitr_round_trip(settings)
+    pitr_round_trip(settings, retention=True)
