@@ -435,16 +435,30 @@ def down(migrator, db):
 '''
 
 _CREATE_INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX (?!CONCURRENTLY)", re.IGNORECASE)
+_ADD_COLUMN = re.compile(r"^(ALTER TABLE \S+ ADD COLUMN )(?!IF NOT EXISTS)", re.IGNORECASE)
+_INDEX_NAME = re.compile(r"INDEX CONCURRENTLY IF NOT EXISTS (\S+)", re.IGNORECASE)
+_COLUMN_NAME = re.compile(r"^ALTER TABLE (\S+) ADD COLUMN IF NOT EXISTS (\S+)", re.IGNORECASE)
 
 
 def _safe_statement(sql: str) -> str:
-    """Rewrite an index build the diff produced into its concurrent, idempotent form."""
+    """Rewrite a statement the diff produced into its concurrent, idempotent form."""
     match = _CREATE_INDEX.match(sql)
     if match:
         rest = sql[match.end() :]
         rest = re.sub(r"^IF NOT EXISTS ", "", rest, flags=re.IGNORECASE)
         return f"CREATE {match.group(1) or ''}INDEX CONCURRENTLY IF NOT EXISTS {rest}"
-    return sql
+    return _ADD_COLUMN.sub(r"\1IF NOT EXISTS ", sql)
+
+
+def _reverse(sql: str) -> str | None:
+    """The statement undoing `sql`, for the patterns the generator writes (else None)."""
+    index = _INDEX_NAME.search(sql)
+    if index:
+        return f"DROP INDEX CONCURRENTLY IF EXISTS {index.group(1)}"
+    column = _COLUMN_NAME.match(sql)
+    if column:
+        return f"ALTER TABLE {column.group(1)} DROP COLUMN IF EXISTS {column.group(2)}"
+    return None
 
 
 def safe_body(title: str, diff: SchemaDiff | None) -> str:
@@ -463,6 +477,7 @@ def safe_body(title: str, diff: SchemaDiff | None) -> str:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     concurrent = any("CONCURRENTLY" in s.upper() for s in up_sql)
+    down_sql = [r for r in (_reverse(s) for s in reversed(up_sql)) if r is not None]
 
     def listing(statements: list[str], hint: str) -> str:
         if not statements:
@@ -473,7 +488,9 @@ def safe_body(title: str, diff: SchemaDiff | None) -> str:
         title=title,
         atomic="False" if concurrent else "True",
         up=listing(up_sql, "'ALTER TABLE t ADD COLUMN IF NOT EXISTS c text',"),
-        down=listing([], "the reverse of UP, newest first, e.g. 'ALTER TABLE t DROP COLUMN c'"),
+        down=listing(
+            down_sql, "the reverse of UP, newest first, e.g. 'ALTER TABLE t DROP COLUMN c'"
+        ),
     )
 
 

@@ -202,9 +202,12 @@ def pg_ctl(pgdata: Path, user: str | None, *args: str, timeout: float = 120) -> 
     tool = find_tool("pg_ctl", _major(pgdata))
     cmd = [str(tool), "-D", str(pgdata), "-w", "-t", str(int(timeout)), *args]
     with tempfile.TemporaryFile("w+") as out:
-        result = subprocess.run(
-            cmd, stdout=out, stderr=subprocess.STDOUT, user=user, timeout=timeout + 10
-        )
+        try:
+            result = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, user=user, timeout=timeout + 10
+            )
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"pg_ctl {args[-1]} did not finish in {timeout:.0f} s") from None
         out.seek(0)
         lines = [x for x in out.read().strip().splitlines() if x.strip()]
     if result.returncode != 0:
@@ -291,7 +294,7 @@ def scratch_cluster(
         yield params
     finally:
         if started:
-            with suppress(Unavailable, subprocess.TimeoutExpired):
+            with suppress(Unavailable):
                 pg_ctl(work, user, "-m", "fast", "stop")
         if not keep:
             shutil.rmtree(work, ignore_errors=True)

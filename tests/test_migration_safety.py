@@ -233,3 +233,34 @@ def test_production_takes_a_logical_backup_before_migrating(probe_table, setting
         taken, _ = migrations.migrate(settings.with_overrides(backup_dir=backups), **options)
         assert taken is None  # development: no backup
     assert len(list(backups.glob("*.dump"))) == 1
+
+
+def test_migrate_create_turns_a_model_change_into_a_safe_migration(probe_table, tmp_path):
+    from peewee import AutoField, IntegerField, Model, TextField
+    from playhouse.schema_diff import diff_models
+
+    class LockProbe(Model):
+        id = AutoField()
+        v = IntegerField(null=True)
+        note = TextField(null=True, index=True)  # the change: a column with an index
+
+        class Meta:
+            table_name = "lock_probe"
+
+    with database.connection_context():
+        diff = diff_models(database.obj, [LockProbe])
+    path = tmp_path / "0001_probe_note.py"
+    path.write_text(migrations.safe_body("add lock_probe.note", diff))
+    body = path.read_text()
+    assert "atomic = False" in body
+    assert 'ADD COLUMN IF NOT EXISTS "note" TEXT' in body
+    assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS" in body
+    (result,) = migrations.lint([path])
+    assert result.ok, result.report
+
+    with database.connection_context():
+        assert migrations.apply(directory=tmp_path, table_name="probe_migration") == [path.stem]
+        assert "note" in [c.name for c in database.get_columns("lock_probe")]
+        assert migrations.runner(tmp_path, "probe_migration").down() == [path.stem]
+        assert "note" not in [c.name for c in database.get_columns("lock_probe")]
+        assert not database.get_indexes("lock_probe")[1:]  # only the primary key is left
