@@ -313,6 +313,17 @@ class RecordingDatabase(PostgresqlDatabase):
         super().__init__(None)
         self.statements: list[str] = []
 
+    # Transactions a migration opens itself (batches in a non-atomic module) are recorded
+    # too, so squawk sees what runs inside one.
+    def begin(self, *args: Any, **kwargs: Any) -> None:
+        self.statements.append("BEGIN")
+
+    def commit(self) -> None:
+        self.statements.append("COMMIT")
+
+    def rollback(self) -> None:
+        self.statements.append("ROLLBACK")
+
     def execute_sql(self, sql, params=None):  # type: ignore[no-untyped-def]
         if params:
             sql = self.mogrify(sql, params)

@@ -264,3 +264,43 @@ def test_migrate_create_turns_a_model_change_into_a_safe_migration(probe_table, 
         assert migrations.runner(tmp_path, "probe_migration").down() == [path.stem]
         assert "note" not in [c.name for c in database.get_columns("lock_probe")]
         assert not database.get_indexes("lock_probe")[1:]  # only the primary key is left
+
+
+BATCHED = """
+from peewee import TextField
+
+atomic = False
+
+
+def up(migrator, db):
+    db.execute_sql("ALTER TABLE influencers ADD COLUMN IF NOT EXISTS email_digest text")
+    while True:  # batches, each in its own transaction
+        with db.atomic():
+            rows = db.execute_sql(
+                "SELECT id FROM influencers WHERE email_digest IS NULL LIMIT %s", (500,)
+            ).fetchall()
+            if not rows:
+                break
+    migrator.migrate(migrator.add_column("brands", "tier", TextField(null=True)))
+
+
+def down(migrator, db):
+    pass
+"""
+
+
+def test_render_follows_batches_and_peewee_migrator_operations(tmp_path):
+    path = tmp_path / "0002_batched.py"
+    path.write_text(BATCHED)
+    lines = migrations.render(path).sql.splitlines()[2:]
+    assert lines == [
+        "ALTER TABLE influencers ADD COLUMN IF NOT EXISTS email_digest text;",
+        "BEGIN;",
+        "SELECT id FROM influencers WHERE email_digest IS NULL LIMIT 500;",
+        "COMMIT;",
+        'ALTER TABLE "brands" ADD COLUMN "tier" TEXT;',
+    ]
+    (result,) = migrations.lint([path])
+    # Outside a transaction a retried migration runs again from the top: it must be idempotent.
+    assert not result.ok and "prefer-robust-stmts" in result.report
+    assert result.report.count("warning:") == 1 and "sql:6:" in result.report  # the migrator one
