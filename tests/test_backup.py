@@ -148,3 +148,41 @@ def test_backups_are_private_and_keep_prunes_the_oldest(committed, settings, tmp
     for name in left:
         assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600, name
     assert backup.newest_backup(settings.with_overrides(backup_dir=directory)) == paths[2]
+
+
+def _invoke(*args, env_extra):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, **env_extra}
+    invoke = Path(sys.executable).parent / "invoke"
+    return subprocess.run(
+        [str(invoke), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def test_invoke_db_verify_prints_a_line_per_table_and_exits_1_on_a_difference(
+    committed, settings, tmp_path
+):
+    _people(3)
+    env = {"CLOUTSY_BACKUP_DIR": str(tmp_path), "POSTGRES_DB": settings.postgres_db}
+    taken = _invoke("db.backup", "--keep", "1", env_extra=env)
+    assert taken.returncode == 0, taken.stderr
+    (dump,) = tmp_path.glob("*.dump")
+    good = _invoke("db.verify", env_extra=env)  # the newest backup
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "ok   influencers: 3 rows" in good.stdout
+    manifest = json.loads(backup.manifest_path(dump).read_text())
+    manifest["tables"]["influencers"]["rows"] = 4
+    backup.manifest_path(dump).write_text(json.dumps(manifest))
+    bad = _invoke("db.verify", str(dump), env_extra=env)
+    assert bad.returncode == 1
+    assert "DIFF influencers: 3 rows, manifest says 4" in bad.stdout
+    assert "verify failed" in bad.stderr and "Traceback" not in bad.stderr
