@@ -169,11 +169,30 @@ def _as_postgres(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, user="postgres", timeout=120)
 
 
+def ensure_postgresql_15() -> None:
+    """Install Debian's PostgreSQL 15 binaries when missing (a fresh CI machine), without
+    the `main` cluster Debian would otherwise create and start on port 5432.
+    """
+    if (PG15_BIN / "initdb").exists():
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        pytest.fail("Debian's PostgreSQL 15 is missing: apt-get install postgresql-15")
+    conf = Path("/etc/postgresql-common/createcluster.conf")
+    if not conf.exists():
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text("create_main_cluster = false\n")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "postgresql-15"]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, (argv, done.stderr[-2000:])
+    assert (PG15_BIN / "initdb").exists()
+
+
 @pytest.fixture
 def pg15_cluster() -> Iterator[tuple[Path, int]]:
     """A throwaway PostgreSQL 15 cluster under the worktree, on a free port; removed after."""
-    if not (PG15_BIN / "initdb").exists():
-        pytest.fail("Debian's PostgreSQL 15 is missing: apt-get install postgresql-15")
+    ensure_postgresql_15()
     root = PROJECT_ROOT / ".cloutsy"
     root.mkdir(exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="pg15-pitr-", dir=root))
