@@ -183,7 +183,16 @@ def ensure_postgresql_15() -> None:
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text("create_main_cluster = false\n")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "postgresql-15"]):
+    install = [
+        apt,
+        "install",
+        "-y",
+        "-qq",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "postgresql-15",
+    ]
+    for argv in ([apt, "update", "-qq"], install):
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, (argv, done.stderr[-2000:])
     assert (PG15_BIN / "initdb").exists()
