@@ -29,7 +29,7 @@ import psycopg2
 from psycopg2 import sql
 
 from cloutsy import embedded
-from cloutsy.config import Settings
+from cloutsy.config import PROJECT_ROOT, Settings
 from cloutsy.db import connect_params, connection_url, current
 from cloutsy.errors import BadRequest, Unavailable
 
@@ -43,6 +43,10 @@ SCHEMA_TABLES = (
     "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p') "
     "AND c.relnamespace = current_schema()::regnamespace ORDER BY c.relname"
 )
+
+
+# The default place; `settings.backup_dir` (CLOUTSY_BACKUP_DIR) is what the code uses.
+BACKUP_DIR = PROJECT_ROOT / "backups"
 
 
 def backup_dir(settings: Settings) -> Path:
