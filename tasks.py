@@ -471,7 +471,7 @@ def loadtest(c: Context, users: int = 50, seconds: int = 60, url: str = "") -> N
 
 @task(name="test")
 def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
-    """ruff, mypy on the core, then the whole test suite (--fast skips the slow tests)."""
+    """ruff, mypy on the core, squawk on the migrations, then the tests (--fast skips slow ones)."""
     lint = c.run(f"{sys.executable} -m ruff check {ROOT}", warn=True)
     if lint is None or lint.exited != 0:
         raise Exit("ruff found problems (run: ruff check --fix .)", code=1)
