@@ -13,8 +13,27 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
+from invoke.parser.parser import ParseMachine
 
 ROOT = Path(__file__).resolve().parent
+
+# Positional arguments that may be left out (`invoke db.restore --to TIME`, `invoke db.verify`).
+# invoke 3 has no optional positionals: a positional without a value fails the parse. At the
+# end of a task's arguments these get "" instead, which the task reads as "not given".
+OPTIONAL_POSITIONALS = {"db.restore": {"file"}, "db.verify": {"backup"}}
+_complete_context = ParseMachine.complete_context
+
+
+def _complete_with_optional_positionals(self: ParseMachine) -> None:
+    context = self.context
+    if context is not None:
+        for arg in context.positional_args:
+            if arg.value is None and arg.name in OPTIONAL_POSITIONALS.get(context.name or "", ()):
+                arg.set_value("", cast=False)
+    _complete_context(self)
+
+
+ParseMachine.complete_context = _complete_with_optional_positionals  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -120,17 +139,57 @@ def serve(c: Context, host: str = "", port: int = 0, workers: int = 0) -> None:
 # --- migrations --------------------------------------------------------------------------
 
 
-@task(name="apply", default=True)
-def migrate_apply(c: Context, target: str = "") -> None:
-    """Apply pending migrations (up to --target)."""
+@task(
+    name="apply",
+    default=True,
+    help={
+        "target": "stop after this migration",
+        "backup": "production: take a logical backup first (on by default; --no-backup skips)",
+        "lock-timeout-ms": "give up a lock wait after this long, then retry with backoff",
+        "attempts": "tries per migration when a lock is not granted in time",
+    },
+)
+def migrate_apply(
+    c: Context,
+    target: str = "",
+    backup: bool = True,
+    lock_timeout_ms: int = 3000,
+    attempts: int = 5,
+) -> None:
+    """Apply pending migrations safely: lock_timeout + retries; production backs up first."""
     with edge():
-        boot()
+        settings = boot()
         from cloutsy import migrations
         from cloutsy.db import database
 
+        if lock_timeout_ms < 1 or attempts < 1:
+            raise Exit("error: --lock-timeout-ms and --attempts must be positive", code=1)
         with database.connection_context():
-            applied = migrations.apply(target or None)
+            _, applied = migrations.migrate(
+                settings,
+                target or None,
+                backup=backup,
+                progress=say,
+                lock_timeout_ms=lock_timeout_ms,
+                attempts=attempts,
+            )
         say("\n".join(f"applied: {name}" for name in applied) or "nothing to apply")
+
+
+@task(name="lint")
+def migrate_lint(c: Context) -> None:
+    """Render every migration's SQL and lint it with squawk; exit 1 on an unsafe operation."""
+    with edge():
+        from cloutsy import migrations
+
+        results = migrations.lint()
+        for result in results:
+            say(f"{'ok  ' if result.ok else 'FAIL'} {result.name}")
+            if not result.ok:
+                say(result.report)
+        failed = [r.name for r in results if not r.ok]
+        if failed:
+            raise Exit(f"squawk found unsafe operations in {', '.join(failed)}", code=1)
 
 
 @task(name="status")
@@ -254,35 +313,112 @@ def seed_demo_data(
 # --- backups -----------------------------------------------------------------------------
 
 
-@task(name="backup")
-def db_backup(c: Context) -> None:
-    """pg_dump the configured database to backups/ (custom format, timestamped)."""
+@task(
+    name="backup",
+    help={
+        "base": "a physical base backup (pg_basebackup) for point-in-time recovery, "
+        "turning on WAL archiving first if needed",
+        "keep": "then delete all but the newest N backups of that kind (base: and the WAL "
+        "only they needed)",
+    },
+)
+def db_backup(c: Context, base: bool = False, keep: int = 0) -> None:
+    """Back up to backups/ with a manifest: pg_dump, or --base for point-in-time recovery."""
+    import time
+
     with edge():
+        if keep < 0:
+            raise Exit("error: --keep must be a positive number", code=1)
         settings = boot()
-        from cloutsy.backup import backup
+        started = time.perf_counter()
+        if base:
+            from cloutsy.pitr import base_backup
 
-        path = backup(settings)
-        say(f"backup written: {os.path.relpath(path, ROOT)} ({path.stat().st_size:,} bytes)")
+            path = base_backup(settings, keep=keep, progress=say)
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        else:
+            from cloutsy.backup import backup
+
+            path = backup(settings, keep=keep)
+            size = path.stat().st_size
+        say(
+            f"backup written: {path} ({size:,} bytes, manifest beside it) "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
 
 
-@task(name="restore")
-def db_restore(c: Context, file: str, yes: bool = False) -> None:
-    """Restore a backup FILE into the configured database (asks first; --yes skips)."""
+def _consent(question: str, yes: bool) -> bool:
+    """True with --yes or a 'y' typed at a terminal; without a terminal, refuse."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise Exit("error: refusing to restore without --yes (no terminal to ask)", code=1)
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+@task(
+    name="restore",
+    positional=["file"],
+    help={
+        "file": "a logical dump (backups/cloutsy-*.dump) to load into the configured database",
+        "to": "point-in-time recovery: a time with its offset, e.g. '2026-11-29 10:15:00+00'",
+        "yes": "do not ask before replacing data",
+    },
+)
+def db_restore(c: Context, file: str | None = None, to: str = "", yes: bool = False) -> None:
+    """Restore a dump FILE, or --to TIME from base backups + WAL (asks first; --yes skips)."""
+    import datetime as dt
+    import time
+
     with edge():
+        if bool(file) == bool(to):
+            raise Exit("error: give either a backup FILE or --to TIME", code=1)
+        if to:
+            try:
+                when = dt.datetime.fromisoformat(to.strip().replace(" ", "T", 1))
+            except ValueError:
+                raise Exit(
+                    f"error: --to {to!r} is not a time like 2026-11-29 10:15:00+00"
+                ) from None
+            if when.tzinfo is None:
+                raise Exit("error: --to needs an offset, e.g. 2026-11-29 10:15:00+00", code=1)
+            settings = boot()
+            from cloutsy.pitr import restore_to
+
+            started = time.perf_counter()
+            before = restore_to(settings, when, lambda q: _consent(q, yes), progress=say)
+            say(f"restored to {when.isoformat()} in {time.perf_counter() - started:.1f} s")
+            say(f"previous data kept in {before} (delete it once the restore is checked)")
+            return
         path = Path(file)
         if not path.is_file():
             raise Exit(f"error: no such backup file: {file}", code=1)
         settings = boot()
         from cloutsy.backup import restore
 
-        if not yes:
-            if not sys.stdin.isatty():
-                raise Exit("error: refusing to restore without --yes (no terminal to ask)", code=1)
-            answer = input(f"Replace the contents of the configured database with {file}? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
-                raise Exit("restore cancelled", code=1)
+        if not _consent(f"Replace the contents of the configured database with {file}?", yes):
+            raise Exit("restore cancelled", code=1)
         restore(settings, path)
         say(f"restored {file}")
+
+
+@task(
+    name="verify",
+    positional=["backup"],
+    help={"backup": "a dump file or base backup directory (default: newest)"},
+)
+def db_verify(c: Context, backup: str | None = None) -> None:
+    """Restore the newest (or the named) backup into scratch and check it against its manifest."""
+    with edge():
+        settings = boot()
+        from cloutsy.backup import verify
+
+        result = verify(settings, Path(backup) if backup else None, progress=say)
+        for line in result.lines():
+            say(line)
+        if not result.ok:
+            raise Exit(f"verify failed: {result.backup.name} differs from its manifest", code=1)
+        say(f"verified {result.backup.name}: {len(result.checks)} tables in {result.seconds:.1f} s")
 
 
 # --- load --------------------------------------------------------------------------------
@@ -335,7 +471,7 @@ def loadtest(c: Context, users: int = 50, seconds: int = 60, url: str = "") -> N
 
 @task(name="test")
 def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
-    """ruff, mypy on the core, then the whole test suite (--fast skips the slow tests)."""
+    """ruff, mypy on the core, squawk on the migrations, then the tests (--fast skips slow ones)."""
     lint = c.run(f"{sys.executable} -m ruff check {ROOT}", warn=True)
     if lint is None or lint.exited != 0:
         raise Exit("ruff found problems (run: ruff check --fix .)", code=1)
@@ -345,6 +481,7 @@ def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
     types = c.run(f"{sys.executable} -m mypy", warn=True)
     if types is None or types.exited != 0:
         raise Exit("mypy found type errors in the core", code=1)
+    migrate_lint(c)  # squawk on every migration's rendered SQL
     marker = ' -m "not slow"' if fast else ""
     result = c.run(f"{sys.executable} -m pytest{marker} {args}", pty=False, warn=True)
     if result is None or result.exited != 0:
@@ -415,8 +552,10 @@ def notebooks(c: Context) -> None:
             say(f"report written: {os.path.relpath(path, ROOT)}")
 
 
-migrate = Collection("migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create)
+migrate = Collection(
+    "migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create, migrate_lint
+)
 seed = Collection("seed", seed_niches, seed_demo_data)
-db = Collection("db", db_backup, db_restore)
+db = Collection("db", db_backup, db_restore, db_verify)
 
 ns = Collection(migrate, seed, db, run_tests, serve, bench, notebooks, loadtest)

@@ -28,6 +28,7 @@ import pandas as pd
 import psycopg2
 from peewee import prefetch
 
+from cloutsy import storage
 from cloutsy.config import Settings, load_settings
 from cloutsy.db import database, init_database
 from cloutsy.models import BRAND_PROFILE_FIELDS, Influencer, InfluencerNiche, Niche
@@ -203,6 +204,82 @@ def profile_funnel() -> pd.DataFrame:
                               (4, 'profile completed', b.completed)) AS s(ord, step, brands)
      ORDER BY s.ord
     """)
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+def storage_by_table() -> pd.DataFrame:
+    """Each table's size on disk (heap + indexes + TOAST) and estimated rows, biggest first.
+
+    Read from the catalogue (`cloutsy.storage`, the figures /metrics exposes): no table scan.
+    """
+    with database.connected():
+        sizes = storage.read_sizes()
+    frame = pd.DataFrame(
+        [(t.table, t.total_bytes, t.rows_estimate) for t in sizes.tables],
+        columns=["table", "total_bytes", "rows_estimate"],
+    ).astype({"total_bytes": "int64", "rows_estimate": "int64"})
+    frame["bytes_per_row"] = (
+        frame["total_bytes"] / frame["rows_estimate"].where(lambda r: r > 0)
+    ).astype("float64")
+    return frame.sort_values("total_bytes", ascending=False, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class StorageForecast:
+    """Where the database's size stands and where the measured growth takes it."""
+
+    database_bytes: int
+    table_bytes: int
+    accounts: int
+    bytes_per_account: float
+    monthly_signups: float  # mean of the last complete months measured
+    monthly_growth_pct: float  # median month-over-month growth of sign-ups
+    projection: pd.DataFrame  # month (0 = now), accounts, database_bytes
+
+
+def storage_forecast(months: int = 12, measured_months: int = 3) -> StorageForecast:
+    """Bytes per account and the database size `months` out at the sign-up growth measured.
+
+    Bytes per account = all tables' size / accounts (every table but the niche catalogue
+    grows with accounts). Sign-ups per month = the mean of the last `measured_months`
+    complete months, growing by the median month-over-month growth of the last six
+    (0 when there is no history). The database's fixed overhead (catalogue) stays.
+    """
+    with database.connected():
+        sizes = storage.read_sizes()
+    table_bytes = sum(t.total_bytes for t in sizes.tables)
+    monthly = signups("month")
+    complete = monthly[monthly["complete"]]
+    accounts = (
+        int(monthly["influencers_total"].iloc[-1] + monthly["brands_total"].iloc[-1])
+        if len(monthly)
+        else 0
+    )
+    recent = (complete["influencers"] + complete["brands"]).tail(measured_months)
+    rate = float(recent.mean()) if len(recent) else 0.0
+    changes = (complete["influencers"] + complete["brands"]).tail(7).pct_change().dropna()
+    changes = changes[np.isfinite(changes)]
+    growth_pct = float(changes.median() * 100) if len(changes) else 0.0
+    per_account = table_bytes / accounts if accounts else 0.0
+    rows = []
+    total = float(accounts)
+    for month in range(months + 1):
+        if month:
+            total += rate * (1 + growth_pct / 100) ** month
+        added = (total - accounts) * per_account
+        rows.append((month, round(total), int(sizes.database_bytes + added)))
+    projection = pd.DataFrame(rows, columns=["month", "accounts", "database_bytes"])
+    return StorageForecast(
+        database_bytes=sizes.database_bytes,
+        table_bytes=table_bytes,
+        accounts=accounts,
+        bytes_per_account=per_account,
+        monthly_signups=rate,
+        monthly_growth_pct=growth_pct,
+        projection=projection,
+    )
 
 
 # --- niches --------------------------------------------------------------------------------

@@ -42,6 +42,11 @@ class Settings:
     port: int
     workers: int
     data_dir: Path
+    # Backups (logical dumps, base backups, the WAL archive): CLOUTSY_BACKUP_DIR.
+    backup_dir: Path = PROJECT_ROOT / "backups"
+    # An external server's data directory on this host (CLOUTSY_PGDATA): lets
+    # `db.restore --to` stop it, swap in the recovered copy and start it again.
+    server_pgdata: Path | None = None
     # Cut runaway queries so a slow statement answers 503, not a hung worker.
     statement_timeout_ms: int = 5000
     connect_timeout_s: int = 2
@@ -164,6 +169,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     database_url = _url(env, "DATABASE_URL")
 
     data_dir = Path(env.get("CLOUTSY_DATA_DIR", "").strip() or PROJECT_ROOT / ".cloutsy")
+    backup_dir = Path(env.get("CLOUTSY_BACKUP_DIR", "").strip() or PROJECT_ROOT / "backups")
+    server_pgdata = env.get("CLOUTSY_PGDATA", "").strip()
     return Settings(
         database_url=database_url,
         postgres_host=env.get("POSTGRES_HOST", "").strip() or None,
@@ -181,6 +188,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "CLOUTSY_PORT", 8080, minimum=1),
         workers=_int(env, "CLOUTSY_WORKERS", 2, minimum=1),
         data_dir=data_dir,
+        backup_dir=backup_dir.absolute(),
+        server_pgdata=Path(server_pgdata).absolute() if server_pgdata else None,
         statement_timeout_ms=_int(env, "CLOUTSY_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
         replica_urls=_urls(env, "DATABASE_REPLICA_URLS"),
         replica_max_lag_s=_float(env, "CLOUTSY_REPLICA_MAX_LAG_S", 5.0),

@@ -140,6 +140,10 @@ def test_the_served_api_answers_over_http(live_server):
     # Counted across both workers: every request above shows up.
     assert 'route="/influencers",status="201"' in text
     assert "cloutsy_db_pool_max 10.0" in text  # 2 workers x pool of 5, summed
+    # Sizes from the catalogue, merged across workers (the newest reading wins).
+    assert re.search(r"^cloutsy_database_size_bytes \d", text, re.MULTILINE)
+    assert re.search(r'^cloutsy_table_size_bytes\{table="influencers"\} \d', text, re.MULTILINE)
+    assert re.search(r'^cloutsy_table_rows_estimate\{table="niches"\} \d', text, re.MULTILINE)
 
 
 def test_a_client_verifies_its_phone_edits_itself_and_logs_out_over_http(live_server):

@@ -49,6 +49,27 @@ _pool_mode = {"multiprocess_mode": "livesum"} if MULTIPROCESS else {}
 POOL_MAX = Gauge("cloutsy_db_pool_max", "Pool size (summed over workers)", **_pool_mode)
 POOL_IN_USE = Gauge("cloutsy_db_pool_in_use", "Pooled connections in use", **_pool_mode)
 POOL_IDLE = Gauge("cloutsy_db_pool_idle", "Pooled connections idle", **_pool_mode)
+# Sizes are the same figure whichever worker read it: the newest reading wins.
+_size_mode = {"multiprocess_mode": "livemostrecent"} if MULTIPROCESS else {}
+DATABASE_SIZE = Gauge(
+    "cloutsy_database_size_bytes", "Size of the database on disk (pg_database_size)", **_size_mode
+)
+TABLE_SIZE = Gauge(
+    "cloutsy_table_size_bytes",
+    "Table size on disk: heap, indexes and TOAST (pg_total_relation_size)",
+    ["table"],
+    **_size_mode,
+)
+TABLE_ROWS = Gauge(
+    "cloutsy_table_rows_estimate",
+    "Estimated rows per table (pg_class.reltuples, kept by autovacuum)",
+    ["table"],
+    **_size_mode,
+)
+# The catalogue is read at most once a minute per worker: a scrape never scans a table.
+SIZE_INTERVAL_S = 60.0
+_sizes_lock = threading.Lock()
+_sizes_read_at: list[float] = []
 
 # Read replicas (CONTRACT §10): each worker measures them; the worst figure is shown.
 _worst = {"multiprocess_mode": "livemax"} if MULTIPROCESS else {}
@@ -110,6 +131,25 @@ def start_pool_sampler(read_stats, interval: float = 1.0) -> threading.Thread:  
     thread = threading.Thread(target=loop, name="pool-sampler", daemon=True)
     thread.start()
     return thread
+
+
+def sample_sizes(read_sizes, now: float | None = None) -> bool:  # noqa: ANN001
+    """Publish the database and table sizes if the last reading is a minute old.
+
+    `read_sizes()` returns `cloutsy.storage.Sizes` (the caller provides the connection).
+    Returns True when the catalogue was read. A failed read keeps the previous figures.
+    """
+    moment = time.monotonic() if now is None else now
+    with _sizes_lock:
+        if _sizes_read_at and moment - _sizes_read_at[-1] < SIZE_INTERVAL_S:
+            return False
+        _sizes_read_at[:] = [moment]
+    sizes = read_sizes()
+    DATABASE_SIZE.set(sizes.database_bytes)
+    for table in sizes.tables:
+        TABLE_SIZE.labels(table.table).set(table.total_bytes)
+        TABLE_ROWS.labels(table.table).set(table.rows_estimate)
+    return True
 
 
 def render() -> tuple[bytes, str]:

@@ -9,7 +9,7 @@ import bottle
 from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
-from cloutsy import migrations, replicas
+from cloutsy import migrations, replicas, storage
 from cloutsy.api import metrics, openapi
 from cloutsy.api.http import Api, json_body
 from cloutsy.config import Settings
@@ -76,7 +76,15 @@ def register(api: Api, settings: Settings) -> None:
         db=False,
     )
     def prometheus() -> bytes:
-        metrics.sample_pool(current().pool_stats())  # this process's figures, fresh
+        db = current()
+        metrics.sample_pool(db.pool_stats())  # this process's figures, fresh
+        try:
+            with db.connected():
+                metrics.sample_sizes(storage.read_sizes)
+        except (OperationalError, InterfaceError, MaxConnectionsExceeded):
+            # The database is down: /metrics still answers, with the last sizes read.
+            if db.connection_is_dead():
+                db.discard_connection()
         body, content_type = metrics.render()
         bottle.response.content_type = content_type
         return body
