@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 from cloutsy.db import database
 from cloutsy.errors import BadRequest
 from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH
+from cloutsy.schemas import positive_id
 
 NICHE_REF = ("id", "name", "slug", "icon")
 
@@ -312,10 +313,8 @@ def decode_cursor(cursor: str) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequest("cursor is not valid") from None
-    if not raw.startswith(CURSOR_PREFIX) or not raw[len(CURSOR_PREFIX) :].isdigit():
-        raise BadRequest("cursor is not valid")
-    value = int(raw[len(CURSOR_PREFIX) :])
-    if not 0 < value <= 2_147_483_647:
+    value = positive_id(raw[len(CURSOR_PREFIX) :]) if raw.startswith(CURSOR_PREFIX) else None
+    if value is None:
         raise BadRequest("cursor is not valid")
     return value
 
@@ -356,7 +355,7 @@ def niches_json() -> str:
 
 def niche_json(key: str) -> str | None:
     """One active niche by id or slug, with counts, as JSON text (None if unknown)."""
-    ident = int(key) if key.isdigit() and len(key) < 10 else None
+    ident = positive_id(key)
     row = database.execute_sql(NICHE_SQL, {"id": ident, "slug": key}).fetchone()
     return row[0] if row else None
 

@@ -13,7 +13,7 @@ import bottle
 
 from cloutsy import queries
 from cloutsy.api import auth
-from cloutsy.api.http import MAX_INT, Api, body_as, json_body, path_id, query_params, single
+from cloutsy.api.http import Api, body_as, json_body, path_id, query_params, single
 from cloutsy.config import Settings
 from cloutsy.errors import BadRequest, NotFound
 from cloutsy.schemas import (
@@ -30,6 +30,7 @@ from cloutsy.schemas import (
     InfluencerUpdate,
     NicheSet,
     NicheSetOut,
+    positive_id,
 )
 from cloutsy.services import accounts
 
@@ -83,10 +84,11 @@ def list_filter() -> queries.ListFilter:
         raise BadRequest("at most 10 niche filters")
     for value in niches:
         value = value.strip().lower()
-        if value.isdigit():
-            if len(value) > 10 or not 0 < int(value) <= MAX_INT:
+        if value.isascii() and value.isdigit():
+            niche_id = positive_id(value)
+            if niche_id is None:
                 raise BadRequest("niche id out of range")
-            ids.append(int(value))
+            ids.append(niche_id)
         elif SLUG.match(value):
             slugs.append(value)
         else:
@@ -99,11 +101,8 @@ def list_filter() -> queries.ListFilter:
         raise BadRequest("verified must be true or false")
     verified = None if verified_raw is None else verified_raw == "true"
     limit_raw = single(params, "limit")
-    if limit_raw is None:
-        limit = 20
-    elif limit_raw.isdigit() and len(limit_raw) <= 3 and 1 <= int(limit_raw) <= 100:
-        limit = int(limit_raw)
-    else:
+    limit = 20 if limit_raw is None else positive_id(limit_raw) or 0
+    if not 1 <= limit <= 100:
         raise BadRequest("limit must be a whole number from 1 to 100")
     cursor = single(params, "cursor")
     after = queries.decode_cursor(cursor) if cursor is not None else None

@@ -34,14 +34,16 @@ from cloutsy.errors import (
     RateLimited,
     Unavailable,
 )
-from cloutsy.schemas import parse
+from cloutsy.schemas import parse, positive_id
 
 log = logging.getLogger("cloutsy.api")
 
 JSON = "application/json; charset=utf-8"
 MAX_BODY = 64 * 1024
-MAX_INT = 2_147_483_647
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# fullmatch, not `$`: `$` also matches before a trailing newline.
+# C0 and C1 control characters (NUL included): no path segment may hold one.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -90,7 +92,7 @@ def json_body(payload: Any, status: int = 200) -> bytes:
 
 def _request_id(environ: dict[str, Any]) -> str:
     incoming = environ.get("HTTP_X_REQUEST_ID", "")
-    rid = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    rid = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     environ["cloutsy.request_id"] = rid
     return rid
 
@@ -113,6 +115,8 @@ class RequestPlugin:
             code = None
             opened = False
             try:
+                if any(CONTROL.search(v) for v in kwargs.values() if isinstance(v, str)):
+                    raise NotFound("no such resource")
                 if needs_db and database.is_closed():
                     database.connect()
                     opened = True
@@ -242,9 +246,10 @@ def single(params: dict[str, list[str]], name: str) -> str | None:
 
 def path_id(raw: str) -> int:
     """A numeric id from the path; anything else (or out of range) is simply not found."""
-    if not raw.isdigit() or len(raw) > 10 or not 0 < int(raw) <= MAX_INT:
+    value = positive_id(raw)
+    if value is None:
         raise NotFound("no such resource")
-    return int(raw)
+    return value
 
 
 # --- route registry ----------------------------------------------------------------------
