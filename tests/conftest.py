@@ -116,7 +116,7 @@ def throwaway_server() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789-abcdefghij"  # >= 32 characters (issue 12)
 
 
 @pytest.fixture(scope="session")

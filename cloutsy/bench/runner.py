@@ -459,10 +459,9 @@ class Dataset:
             POSTGRES_POOL_MAX=str(POOL_MAX),
             CLOUTSY_BENCH_DSN=self.dsn,
         )
-        if self.settings.embedded:
-            env["POSTGRES_DB"] = self.name
-        else:
-            env["DATABASE_URL"] = self.dsn
+        # Always by URL: production refuses to start the embedded server itself (issue 12),
+        # and the bench's embedded server is already running under its own data dir.
+        env["DATABASE_URL"] = self.dsn
         return env
 
 
