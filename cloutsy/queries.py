@@ -98,7 +98,14 @@ class Kind:
 
     def view(self, alias: str, private: bool) -> str:
         columns = self.private if private else self.public
-        return f"{_object(alias, columns)}, 'niches', {self.niches_json(alias)})"
+        extra = ""
+        if private:  # the account's own phone change waiting for its code (CONTRACT §6)
+            subject = self.table.removesuffix("s")
+            extra = (
+                ", 'pendingPhone', (SELECT c.phone FROM phone_changes c "
+                f"WHERE c.subject_type = '{subject}' AND c.subject_id = {alias}.id)"
+            )
+        return f"{_object(alias, columns)}{extra}, 'niches', {self.niches_json(alias)})"
 
 
 INFLUENCERS = Kind(

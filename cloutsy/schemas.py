@@ -280,7 +280,10 @@ class InfluencerPublic(View):
 
 class InfluencerPrivate(InfluencerPublic):
     email: str
-    phone: str
+    phone: str | None = Field(description="null once an unproved claim was released")
+    pending_phone: str | None = Field(
+        description="a phone change waiting for its code to be verified"
+    )
     date_of_birth: dt.date | None
 
 
@@ -307,7 +310,10 @@ class BrandPublic(View):
 
 class BrandPrivate(BrandPublic):
     email: str
-    phone: str
+    phone: str | None = Field(description="null once an unproved claim was released")
+    pending_phone: str | None = Field(
+        description="a phone change waiting for its code to be verified"
+    )
     brand_email_id: str | None
     poc_name: str | None
     poc_designation: str | None
@@ -377,6 +383,9 @@ AccountType = Literal["influencer", "brand"]
 
 class OtpSend(Schema):
     phone: Phone
+    # The one account the code proves the phone for; absent: the influencer holding it
+    # if there is one, else the brand (CONTRACT §6).
+    account_type: AccountType | None = None
 
 
 class OtpVerify(Schema):

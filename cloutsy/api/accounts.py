@@ -13,7 +13,7 @@ import bottle
 
 from cloutsy import queries
 from cloutsy.api import auth
-from cloutsy.api.http import Api, body_as, json_body, path_id, query_params, single
+from cloutsy.api.http import Api, body_as, client_address, json_body, path_id, query_params, single
 from cloutsy.config import Settings
 from cloutsy.errors import BadRequest, NotFound
 from cloutsy.schemas import (
@@ -153,7 +153,17 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         summary=f"Sign up a {kind}",
         tag=plural,
         body=create_model,
-        responses={201: private, 400: ErrorOut, 409: ErrorOut, 413: ErrorOut},
+        responses={
+            201: private,
+            400: ErrorOut,
+            409: ErrorOut,
+            413: ErrorOut,
+            429: ErrorOut,
+            503: ErrorOut,
+        },
+        # A brand's password is hashed while no pooled connection is held (the service
+        # connects around its database work).
+        db=kind != "brand",
         links={
             f"{verb}{kind.title()}": (
                 f"{op}{plural.title()}Id{suffix}",
@@ -168,7 +178,9 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         },
     )
     def sign_up() -> str:
-        account_id, body = create(body_as(create_model))
+        data = body_as(create_model)
+        client = client_address(settings.trusted_proxies)
+        account_id, body = create(data, api.limiter, client)
         return created(kind, account_id, body)
 
     @api.route(

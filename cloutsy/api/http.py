@@ -8,6 +8,7 @@ translates the error tree into the contract's JSON, and records metrics.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
@@ -24,6 +25,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from pydantic import BaseModel
 
 from cloutsy.api import metrics
+from cloutsy.config import IpNetwork
 from cloutsy.db import database
 from cloutsy.errors import (
     BadRequest,
@@ -35,6 +37,7 @@ from cloutsy.errors import (
     Unavailable,
 )
 from cloutsy.schemas import parse, positive_id
+from cloutsy.services.limits import Limiter
 
 log = logging.getLogger("cloutsy.api")
 
@@ -123,6 +126,8 @@ class RequestPlugin:
                 return callback(*args, **kwargs)
             except CloutsyError as exc:
                 code = exc.code
+                if isinstance(exc, RateLimited) and exc.limit:
+                    metrics.rate_limited(exc.limit)
                 return error_response(exc)
             except MaxConnectionsExceeded:
                 code = "unavailable"
@@ -244,6 +249,37 @@ def single(params: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
+def client_address(trusted: tuple[IpNetwork, ...]) -> str:
+    """The client's address: the socket's peer, or what X-Forwarded-For says through
+    trusted proxies only (CLOUTSY_TRUSTED_PROXIES).
+
+    Walks X-Forwarded-For from the right (each proxy appends the peer it saw) while the
+    hop is a trusted proxy; the first untrusted hop is the client. Anything a client
+    wrote further left is never believed.
+    """
+    environ = bottle.request.environ
+    address = environ.get("REMOTE_ADDR") or "unknown"
+    if not trusted or not _trusted(address, trusted):
+        return address
+    hops = [h.strip() for h in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    for hop in reversed(hops):
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            break  # garbage in the header: keep the last address a trusted hop vouched for
+        if not _trusted(address, trusted):
+            break
+    return address
+
+
+def _trusted(address: str, trusted: tuple[IpNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
 def path_id(raw: str) -> int:
     """A numeric id from the path; anything else (or out of range) is simply not found."""
     value = positive_id(raw)
@@ -275,8 +311,9 @@ class Endpoint:
 class Api:
     """A Bottle app plus the contract of each route registered through it."""
 
-    def __init__(self, app: bottle.Bottle) -> None:
+    def __init__(self, app: bottle.Bottle, limiter: Limiter) -> None:
         self.app = app
+        self.limiter = limiter  # every abuse limit, one mechanism (services/limits.py)
         self.endpoints: list[Endpoint] = []
 
     def route(

@@ -43,6 +43,11 @@ ERRORS = Counter(
     "Error responses by route template and error code",
     ["route", "code"],
 )
+RATE_LIMITED = Counter(
+    "cloutsy_rate_limited_total",
+    "Requests refused with 429 by an abuse limit, by limit name",
+    ["limit"],
+)
 QUERIES = Counter("cloutsy_db_queries_total", "SQL statements executed")
 QUERY_TIME = Histogram(
     "cloutsy_db_query_duration_seconds", "SQL statement duration", buckets=QUERY_BUCKETS
@@ -66,6 +71,11 @@ def observe_request(route: str, method: str, status: int, seconds: float, code: 
     LATENCY.labels(route, method).observe(seconds)
     if code is not None:
         ERRORS.labels(route, code).inc()
+
+
+def rate_limited(limit: str) -> None:
+    """Count one request refused by the abuse limit `limit`."""
+    RATE_LIMITED.labels(limit).inc()
 
 
 def sample_pool(stats: dict[str, int]) -> None:
