@@ -190,7 +190,7 @@ class Otp(TimestampedModel):
     phone = CharField(max_length=16)
     otp = CharField(max_length=64)  # HMAC-SHA256 hex of the code, never the code
     is_used = BooleanField(default=False, constraints=[SQL("DEFAULT false")])
-    expires_at = DateTimeTZField()
+    expires_at = DateTimeTZField(index=True)  # invoke db.purge
     attempts = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
     # The one account this code proves the phone for, chosen at send (CONTRACT §6).
     account_type = CharField(max_length=16, null=True)
@@ -206,7 +206,7 @@ class Session(BaseModel):
     token_hash = CharField(max_length=64, unique=True)  # SHA-256 hex, never the token
     subject_type = CharField(max_length=16, constraints=[_in("subject_type", SUBJECT_TYPES)])
     subject_id = IntegerField()
-    expires_at = DateTimeTZField()
+    expires_at = DateTimeTZField(index=True)  # invoke db.purge
     revoked_at = DateTimeTZField(null=True)
     created_at = _created()
 

@@ -118,9 +118,3 @@ class Limiter:
             )
             self.check(name, key, now)
             self.record(name, key, now)
-
-
-def purge_expired(now: dt.datetime, batch: int) -> int:
-    """Delete up to `batch` hits whose window has passed; return how many."""
-    doomed = RateLimitHit.select(RateLimitHit.id).where(RateLimitHit.expires_at <= now).limit(batch)
-    return int(RateLimitHit.delete().where(RateLimitHit.id.in_(doomed)).execute())
