@@ -147,6 +147,8 @@ def client(db: PooledDatabase, wsgi_app, suite_secrets):  # noqa: ANN001, ANN201
     peewee_log = logging.getLogger("peewee")
     level = peewee_log.level
     peewee_log.setLevel(logging.DEBUG)
+    # The limiter remembers full keys per process; this test's rows are rolled back.
+    wsgi_app.config["cloutsy.api"].limiter.forget()
     try:
         yield checked_test_app()(wsgi_app, suite_secrets)
     finally:

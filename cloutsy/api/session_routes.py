@@ -10,7 +10,7 @@ from typing import Any
 
 import bottle
 
-from cloutsy import queries
+from cloutsy import passwords, queries
 from cloutsy.api import auth
 from cloutsy.api.http import Api, body_as, client_address, json_body
 from cloutsy.config import Settings
@@ -91,9 +91,11 @@ def register(api: Api, settings: Settings) -> None:
         db=False,  # no pooled connection is held while Argon2 runs (the service connects)
     )
     def brand_login() -> bytes:
-        data = body_as(LoginIn)
-        client = client_address(settings.trusted_proxies)
-        token, expires = sessions.login_brand(data.email, data.password, api.limiter, client)
+        # The hashing slot first: under a flood a refusal (503) costs no parsing at all.
+        with passwords.slot():
+            data = body_as(LoginIn)
+            client = client_address(settings.trusted_proxies)
+            token, expires = sessions.login_brand(data.email, data.password, api.limiter, client)
         return json_body({"token": token, "expiresAt": expires})
 
     @api.route(

@@ -35,6 +35,7 @@ from cloutsy.models import RateLimitHit, utcnow
 LOCK_SPACE = 0x4C696D  # "Lim"
 
 clock: Callable[[], dt.datetime] = utcnow
+MEMO_SIZE = 10_000  # full keys remembered per process
 
 _NTH_NEWEST = """
 SELECT at FROM rate_limit_hits
@@ -60,6 +61,14 @@ class Limiter:
     def __init__(self, rules: Mapping[str, RateLimit | None], secret_key: str) -> None:
         self.rules = dict(rules)
         self._secret = secret_key.encode()
+        # (name, key hash) -> until when PostgreSQL said it is full. A full key stays full
+        # at least that long (new events only push it further), so this process may refuse
+        # it again without a round trip: a flood from one key costs no database work.
+        self._full: dict[tuple[str, str], dt.datetime] = {}
+
+    def forget(self) -> None:
+        """Drop what this process remembers of full keys (tests that roll rows back)."""
+        self._full.clear()
 
     def _rule(self, name: str) -> RateLimit | None:
         if name not in self.rules:
@@ -85,7 +94,19 @@ class Limiter:
 
     def check(self, name: str, key: str, now: dt.datetime | None = None) -> None:
         """RateLimited (naming the limit, with the wait) if `key` has no slot left."""
-        wait = self.wait(name, key, now)
+        if self._rule(name) is None:
+            return
+        now = now or clock()
+        memo = (name, self.key_hash(name, key))
+        until = self._full.get(memo)
+        if until is not None and until > now:
+            wait = max(1, math.ceil((until - now).total_seconds()))
+        else:
+            wait = self.wait(name, key, now)
+            if wait:
+                if len(self._full) >= MEMO_SIZE:
+                    self._full.clear()  # crude but bounded; PostgreSQL stays the truth
+                self._full[memo] = now + dt.timedelta(seconds=wait)
         if wait:
             raise RateLimited(f"{MESSAGES[name]}; try again in {wait} s", wait, limit=name)
 

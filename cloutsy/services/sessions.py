@@ -17,6 +17,7 @@ from cloutsy.db import database
 from cloutsy.errors import Unauthorized
 from cloutsy.models import Brand, Session, utcnow
 from cloutsy.passwords import hash_password, needs_rehash, verify_password
+from cloutsy.passwords import slot as password_slot
 from cloutsy.services.limits import Limiter
 
 TOKEN_BYTES = 32
@@ -128,12 +129,14 @@ def login_brand(
     registered with db=False): a login flood cannot starve the pool.
     """
     email = email.lower()
-    with database.connected():
-        limiter.check("login_email", email)
-        limiter.check("login_address", client)
-        row = brand_by_email(email)
-    stored = row[1] if row else None
-    if not verify_password(stored, password) or row is None or not row[2]:
+    with password_slot():  # first: under a flood, a refusal (503) costs no database work
+        with database.connected():
+            limiter.check("login_email", email)
+            limiter.check("login_address", client)
+            row = brand_by_email(email)
+        stored = row[1] if row else None
+        matched = verify_password(stored, password)
+    if not matched or row is None or not row[2]:
         with database.connected(), database.atomic():
             limiter.record("login_email", email)
             limiter.record("login_address", client)
