@@ -83,7 +83,7 @@ BODIES = [
 ]
 OWN = "{own}"  # replaced by the fuzzed account's id; requests carry its token
 BODIES += [
-    ("POST", "/auth/otp/send", {"phone": "9000000003"}, ["phone"]),
+    ("POST", "/auth/otp/send", {"phone": "9000000003"}, ["phone", "accountType"]),
     ("POST", "/auth/otp/verify", {"phone": "9000000003", "otp": "123456"}, ["phone", "otp"]),
     (
         "POST",

@@ -64,7 +64,7 @@ def main(url: str, influencer_id: int) -> None:
         total, s401, s503, other, sock = (int(x) for x in line.groups())
         print(
             f"logins: {total} in {seconds:.1f} s: {s401} x 401 (Argon2 ran), {s503} x 503 "
-            f"(no hashing slot within 1 s), {other} other, {sock} socket errors"
+            f"(no hashing slot free), {other} other, {sock} socket errors"
         )
 
 
