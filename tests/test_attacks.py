@@ -463,3 +463,21 @@ def test_a_real_server_on_a_public_address_hands_out_no_code_and_ignores_spoofed
     )
     log = public_server.log.read_text()
     assert "Traceback" not in log
+
+
+def test_a_verified_phone_change_releases_an_unproved_claim_on_that_number(make):
+    client, _ = make()
+    squatter = influencer(client, 1, "9800001201")  # holds the number, never proved it
+    mover = influencer(client, 2, "9800001202")
+    code = client.post_json("/auth/otp/send", {"phone": "9800001202"}).json["debugOtp"]
+    token = client.post_json("/auth/otp/verify", {"phone": "9800001202", "otp": code}).json
+    client.patch_json(
+        f"/influencers/{mover}", {"phone": "9800001201"}, headers=bearer(token["token"])
+    )
+    # The signed-in owner's pending change, not the squatter's claim, gets the code.
+    code = client.post_json("/auth/otp/send", {"phone": "9800001201"}).json["debugOtp"]
+    done = client.post_json("/auth/otp/verify", {"phone": "9800001201", "otp": code}).json
+    assert done["account"] == {"type": "influencer", "id": mover}
+    assert Influencer.get_by_id(mover).phone == "+919800001201"
+    assert Influencer.get_by_id(mover).is_phone_verified
+    assert Influencer.get_by_id(squatter).phone is None
