@@ -209,6 +209,24 @@ def test_more_hashes_than_cores_wait_briefly_then_503(make, monkeypatch):
     login(client, "b1@example.com", PASSWORD, 401)  # a slot is free again (no such brand)
 
 
+def test_beyond_the_few_waiting_requests_a_login_is_refused_at_once(make, monkeypatch):
+    import time
+
+    client, _ = make()
+    monkeypatch.setattr(passwords, "WAIT_S", 5.0)
+    slots = threading.BoundedSemaphore(passwords.SLOTS)
+    waiting = threading.BoundedSemaphore(passwords.SLOTS)
+    monkeypatch.setattr(passwords, "_slots", slots)
+    monkeypatch.setattr(passwords, "_waiting", waiting)
+    for _ in range(passwords.SLOTS):  # every core hashing, every waiting place taken
+        slots.acquire()
+        waiting.acquire()
+    started = time.monotonic()
+    r = login(client, "b1@example.com", PASSWORD, 503)
+    assert time.monotonic() - started < 1.0  # no request thread parked for WAIT_S
+    assert r.headers["Retry-After"] == "1"
+
+
 # --- SMS pumping ------------------------------------------------------------------------------
 
 
