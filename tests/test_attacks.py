@@ -159,6 +159,23 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(make):
     login(client, "x@example.com", "guess-1234567", 401, **at("10.0.0.2", "5.5.5.5, 5.5.5.6"))
 
 
+def test_mass_sign_ups_from_one_address_are_limited_and_a_409_counts(make):
+    client, _ = make("signup_address=3/1h")
+    influencer(client, 1, "9800001301", **at("203.0.113.50"))
+    r = client.post_json(  # probing whether an email is taken costs a slot too
+        "/influencers",
+        {"name": "P", "username": "probe", "email": "i1@example.com", "phone": "9800001302"},
+        status=409,
+        **at("203.0.113.50"),
+    )
+    assert r.json["error"]["details"][0]["field"] == "email"
+    brand(client, 1, "9800001303", **at("203.0.113.50"))
+    body = {"name": "Q", "username": "inf.4", "email": "i4@example.com", "phone": "9800001304"}
+    r = client.post_json("/influencers", body, status=429, **at("203.0.113.50"))
+    assert 3600 - 5 <= limited(r, "signup_address") <= 3600
+    client.post_json("/influencers", body, status=201, **at("198.51.100.50"))
+
+
 # --- password hashing never starves the pool -----------------------------------------------
 
 
