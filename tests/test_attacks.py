@@ -516,3 +516,36 @@ def test_a_verified_phone_change_releases_an_unproved_claim_on_that_number(make)
     assert Influencer.get_by_id(mover).phone == "+919800001201"
     assert Influencer.get_by_id(mover).is_phone_verified
     assert Influencer.get_by_id(squatter).phone is None
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CLOUTSY_ENV": "production"}, "DATABASE_URL"),  # the embedded server is refused
+        ({"CLOUTSY_ENV": "staging", "CLOUTSY_SECRET_KEY": ""}, "CLOUTSY_SECRET_KEY"),
+        ({"CLOUTSY_ADMIN_TOKEN": "short-admin-token"}, "CLOUTSY_ADMIN_TOKEN"),
+    ],
+)
+def test_serve_refuses_to_start_unsafely_with_one_line(env, named):
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_server import ROOT, free_port
+
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "POSTGRES_HOST", "CLOUTSY_ENV", "CLOUTSY_ADMIN_TOKEN")
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "invoke", "serve"],
+        cwd=ROOT,
+        env=dict(base, CLOUTSY_PORT=str(free_port()), **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = (run.stdout + run.stderr).strip()
+    assert run.returncode == 2, output
+    assert named in output and "Traceback" not in output and len(output.splitlines()) == 1
