@@ -421,6 +421,26 @@ def db_verify(c: Context, backup: str | None = None) -> None:
         say(f"verified {result.backup.name}: {len(result.checks)} tables in {result.seconds:.1f} s")
 
 
+@task(name="purge", help={"batch": "rows deleted per transaction (default 1000)"})
+def db_purge(c: Context, batch: int = 1000) -> None:
+    """Delete expired OTP codes, sessions and limit counters, in batches (safe while serving)."""
+    with edge():
+        boot()
+        from cloutsy.db import database
+        from cloutsy.models import utcnow
+        from cloutsy.services.purge import purge
+
+        if batch < 1:
+            raise Exit("error: --batch must be at least 1", code=1)
+
+        def show(label: str, total: int) -> None:
+            say(f"  {label}: {total:,} deleted so far")
+
+        with database.connection_context():
+            done = purge(utcnow(), batch, show)
+        say("purged: " + ", ".join(f"{n:,} {label}" for label, n in done.items()))
+
+
 # --- load --------------------------------------------------------------------------------
 
 
@@ -556,6 +576,6 @@ migrate = Collection(
     "migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create, migrate_lint
 )
 seed = Collection("seed", seed_niches, seed_demo_data)
-db = Collection("db", db_backup, db_restore, db_verify)
+db = Collection("db", db_backup, db_restore, db_verify, db_purge)
 
 ns = Collection(migrate, seed, db, run_tests, serve, bench, notebooks, loadtest)

@@ -6,10 +6,12 @@ the variable; callers at the edge (tasks, the server) print it and exit non-zero
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,10 +20,40 @@ log = logging.getLogger(__name__)
 ENVIRONMENTS = ("development", "staging", "production")
 DEV_SECRET_KEY = "cloutsy-development-secret-key-do-not-use-in-production"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_ADMIN_TOKEN = 32
+
+# Abuse limits (CONTRACT §3 CLOUTSY_RATE_LIMITS): name -> "N/PERIOD". `login_*` and
+# `otp_verify_*` count failed attempts, the others every attempt.
+DEFAULT_RATE_LIMITS = {
+    "login_email": "10/15m",
+    "login_address": "100/15m",
+    "otp_send_phone": "1/30s",
+    "otp_send_phone_hourly": "5/1h",
+    "otp_send_address": "30/1h",
+    "otp_send_total": "10000/1h",
+    "otp_verify_address": "60/1h",
+    "signup_address": "60/1h",
+}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_LIMIT = re.compile(r"([0-9]{1,9})/([0-9]{0,6})([smhd])")
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
     """A missing or malformed setting; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `count` events per `seconds` (a sliding window), for one named limit."""
+
+    name: str
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.count}/{self.seconds}s"
 
 
 @dataclass(frozen=True)
@@ -57,6 +89,12 @@ class Settings:
     # False behind PgBouncer in transaction mode: no SQL PREPARE, no startup options.
     prepared_statements: bool = True
     analytics_database_url: str | None = None
+    # Every abuse limit by name; None = switched off with `name=off`.
+    rate_limits: Mapping[str, RateLimit | None] = field(
+        default_factory=lambda: parse_rate_limits("")
+    )
+    # Peers whose X-Forwarded-For is believed for the client address.
+    trusted_proxies: tuple[IpNetwork, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -70,6 +108,15 @@ class Settings:
     @property
     def is_development(self) -> bool:
         return self.env == "development"
+
+    @property
+    def debug_codes(self) -> bool:
+        """True when OTP answers may carry the code: development on a loopback address only.
+
+        Fails closed: a deployment that forgets CLOUTSY_ENV but listens publicly never
+        hands out codes.
+        """
+        return self.is_development and is_loopback(self.host)
 
     def external_url(self) -> str | None:
         """The configured server's URL (None when embedded); DATABASE_URL wins."""
@@ -96,6 +143,16 @@ class Settings:
     def with_overrides(self, **changes: object) -> Settings:
         """Copy with some fields changed (tests, benchmarks)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1); False for 0.0.0.0."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -150,6 +207,49 @@ def _urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return urls
 
 
+def parse_rate_limits(raw: str) -> dict[str, RateLimit | None]:
+    """The defaults overridden by `name=N/PERIOD` or `name=off` pairs; ConfigError on a bad one."""
+    limits: dict[str, RateLimit | None] = {}
+    pairs = [p.strip() for p in raw.split(",") if p.strip()]
+    given = {}
+    for pair in pairs:
+        name, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep or name not in DEFAULT_RATE_LIMITS:
+            known = ", ".join(DEFAULT_RATE_LIMITS)
+            raise ConfigError(f"CLOUTSY_RATE_LIMITS: unknown limit {name[:40]!r} (known: {known})")
+        given[name] = value
+    for name, default in DEFAULT_RATE_LIMITS.items():
+        value = given.get(name, default).lower()
+        if value == "off":
+            limits[name] = None
+            continue
+        match = _LIMIT.fullmatch(value)
+        count = int(match[1]) if match else 0
+        amount = (int(match[2]) if match[2] else 1) if match else 0
+        if not match or count < 1 or amount < 1:
+            raise ConfigError(
+                f"CLOUTSY_RATE_LIMITS: {name} must be N/PERIOD (like 5/1h, 10/15m, 1/30s) "
+                f"or off, got {value[:40]!r}"
+            )
+        limits[name] = RateLimit(name, count, amount * _UNITS[match[3]])
+    return limits
+
+
+def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
+    """CIDRs (or single addresses), comma-separated; ConfigError naming a bad one."""
+    networks = []
+    for item in (p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"CLOUTSY_TRUSTED_PROXIES: {item[:60]!r} is not an address or CIDR"
+            ) from None
+    return tuple(networks)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and check the environment; raise ConfigError naming a bad variable."""
     env = os.environ if environ is None else environ
@@ -160,27 +260,40 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     secret = env.get("CLOUTSY_SECRET_KEY", "").strip()
     if not secret:
-        if cloutsy_env == "production":
-            raise ConfigError("CLOUTSY_SECRET_KEY is required when CLOUTSY_ENV=production")
+        if cloutsy_env != "development":
+            raise ConfigError(f"CLOUTSY_SECRET_KEY is required when CLOUTSY_ENV={cloutsy_env}")
         secret = DEV_SECRET_KEY
     elif len(secret) < 16:
         raise ConfigError("CLOUTSY_SECRET_KEY must be at least 16 characters")
 
     database_url = _url(env, "DATABASE_URL")
 
+    admin_token = env.get("CLOUTSY_ADMIN_TOKEN", "").strip() or None
+    if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN:
+        raise ConfigError(
+            f"CLOUTSY_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters "
+            "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    postgres_host = env.get("POSTGRES_HOST", "").strip() or None
+    if cloutsy_env != "development" and not database_url and not postgres_host:
+        raise ConfigError(
+            f"DATABASE_URL (or POSTGRES_HOST) is required when CLOUTSY_ENV={cloutsy_env}: "
+            "the embedded server is for development only"
+        )
+
     data_dir = Path(env.get("CLOUTSY_DATA_DIR", "").strip() or PROJECT_ROOT / ".cloutsy")
     backup_dir = Path(env.get("CLOUTSY_BACKUP_DIR", "").strip() or PROJECT_ROOT / "backups")
     server_pgdata = env.get("CLOUTSY_PGDATA", "").strip()
     return Settings(
         database_url=database_url,
-        postgres_host=env.get("POSTGRES_HOST", "").strip() or None,
+        postgres_host=postgres_host,
         postgres_port=_int(env, "POSTGRES_PORT", 5432, minimum=1),
         postgres_user=env.get("POSTGRES_USER", "").strip() or "postgres",
         postgres_password=env.get("POSTGRES_PASSWORD", ""),
         postgres_db=env.get("POSTGRES_DB", "").strip() or "cloutsy_db",
         env=cloutsy_env,
         secret_key=secret,
-        admin_token=env.get("CLOUTSY_ADMIN_TOKEN", "").strip() or None,
+        admin_token=admin_token,
         pool_max=_int(env, "POSTGRES_POOL_MAX", 5, minimum=1),
         pool_timeout=_float(env, "POSTGRES_POOL_TIMEOUT", 30.0),
         pool_stale=_int(env, "POSTGRES_POOL_STALE", 300, minimum=1),
@@ -196,6 +309,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         read_your_writes_s=_float(env, "CLOUTSY_READ_YOUR_WRITES_S", 2.0),
         prepared_statements=_bool(env, "POSTGRES_PREPARED_STATEMENTS", True),
         analytics_database_url=_url(env, "ANALYTICS_DATABASE_URL"),
+        rate_limits=parse_rate_limits(env.get("CLOUTSY_RATE_LIMITS", "")),
+        trusted_proxies=parse_networks(env.get("CLOUTSY_TRUSTED_PROXIES", "")),
     )
 
 

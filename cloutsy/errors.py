@@ -94,9 +94,10 @@ class RateLimited(CloutsyError):
 
     status, code = 429, "rate_limited"
 
-    def __init__(self, message: str = "", retry_after: int = 1) -> None:
+    def __init__(self, message: str = "", retry_after: int = 1, limit: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
+        self.limit = limit  # the abuse limit's name, for /metrics
 
 
 class Unavailable(CloutsyError):

@@ -14,6 +14,7 @@ from typing import Any
 from peewee import (
     SQL,
     AutoField,
+    BigAutoField,
     BooleanField,
     CharField,
     Check,
@@ -114,7 +115,7 @@ class Influencer(TimestampedModel):
     name = CharField(max_length=100)
     username = CharField(max_length=30)
     email = CharField(max_length=254)
-    phone = CharField(max_length=16, unique=True)
+    phone = CharField(max_length=16, unique=True, null=True)  # null: an unproved claim released
     date_of_birth = DateField(null=True)
     gender = CharField(max_length=20, null=True, constraints=[_in("gender", GENDERS)])
     bio = TextField(null=True, constraints=[Check("char_length(bio) <= 1000")])
@@ -130,7 +131,7 @@ class Brand(TimestampedModel):
     id = AutoField()
     email = CharField(max_length=254)
     password = CharField(max_length=255)
-    phone = CharField(max_length=16, unique=True)
+    phone = CharField(max_length=16, unique=True, null=True)  # null: an unproved claim released
     is_phone_verified = BooleanField(default=False, constraints=[SQL("DEFAULT false")])
     brand_name = CharField(max_length=200)
     username = CharField(max_length=30)
@@ -189,8 +190,11 @@ class Otp(TimestampedModel):
     phone = CharField(max_length=16)
     otp = CharField(max_length=64)  # HMAC-SHA256 hex of the code, never the code
     is_used = BooleanField(default=False, constraints=[SQL("DEFAULT false")])
-    expires_at = DateTimeTZField()
+    expires_at = DateTimeTZField(index=True)  # invoke db.purge
     attempts = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    # The one account this code proves the phone for, chosen at send (CONTRACT §6).
+    account_type = CharField(max_length=16, null=True)
+    account_id = IntegerField(null=True)
 
     class Meta:
         table_name = "otps"
@@ -202,13 +206,41 @@ class Session(BaseModel):
     token_hash = CharField(max_length=64, unique=True)  # SHA-256 hex, never the token
     subject_type = CharField(max_length=16, constraints=[_in("subject_type", SUBJECT_TYPES)])
     subject_id = IntegerField()
-    expires_at = DateTimeTZField()
+    expires_at = DateTimeTZField(index=True)  # invoke db.purge
     revoked_at = DateTimeTZField(null=True)
     created_at = _created()
 
     class Meta:
         table_name = "sessions"
         indexes = ((("subject_type", "subject_id"), False),)
+
+
+class PhoneChange(BaseModel):
+    """A phone change made by PATCH, pending until a code sent to `phone` is verified."""
+
+    id = AutoField()
+    subject_type = CharField(max_length=16, constraints=[_in("subject_type", SUBJECT_TYPES)])
+    subject_id = IntegerField()
+    phone = CharField(max_length=16, index=True)
+    created_at = _created()
+
+    class Meta:
+        table_name = "phone_changes"
+        indexes = ((("subject_type", "subject_id"), True),)
+
+
+class RateLimitHit(BaseModel):
+    """One counted event of an abuse limit (`cloutsy.services.limits`)."""
+
+    id = BigAutoField()
+    name = CharField(max_length=32)
+    key_hash = CharField(max_length=64)  # HMAC of the key: no email, phone or address stored
+    at = DateTimeTZField()
+    expires_at = DateTimeTZField(index=True)
+
+    class Meta:
+        table_name = "rate_limit_hits"
+        indexes = ((("name", "key_hash", "at"), False),)
 
 
 def _expression_indexes() -> None:
@@ -237,6 +269,8 @@ MODELS: list[type[BaseModel]] = [
     BrandNiche,
     Otp,
     Session,
+    PhoneChange,
+    RateLimitHit,
 ]
 
 # Unique constraint or index name -> the JSON field a 409 names.

@@ -25,6 +25,7 @@ from cloutsy import replicas
 from cloutsy.db import database
 from cloutsy.errors import BadRequest
 from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH
+from cloutsy.schemas import positive_id
 
 NICHE_REF = ("id", "name", "slug", "icon")
 
@@ -98,7 +99,14 @@ class Kind:
 
     def view(self, alias: str, private: bool) -> str:
         columns = self.private if private else self.public
-        return f"{_object(alias, columns)}, 'niches', {self.niches_json(alias)})"
+        extra = ""
+        if private:  # the account's own phone change waiting for its code (CONTRACT §6)
+            subject = self.table.removesuffix("s")
+            extra = (
+                ", 'pendingPhone', (SELECT c.phone FROM phone_changes c "
+                f"WHERE c.subject_type = '{subject}' AND c.subject_id = {alias}.id)"
+            )
+        return f"{_object(alias, columns)}{extra}, 'niches', {self.niches_json(alias)})"
 
 
 INFLUENCERS = Kind(
@@ -317,10 +325,8 @@ def decode_cursor(cursor: str) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequest("cursor is not valid") from None
-    if not raw.startswith(CURSOR_PREFIX) or not raw[len(CURSOR_PREFIX) :].isdigit():
-        raise BadRequest("cursor is not valid")
-    value = int(raw[len(CURSOR_PREFIX) :])
-    if not 0 < value <= 2_147_483_647:
+    value = positive_id(raw[len(CURSOR_PREFIX) :]) if raw.startswith(CURSOR_PREFIX) else None
+    if value is None:
         raise BadRequest("cursor is not valid")
     return value
 
@@ -361,7 +367,7 @@ def niches_json() -> str:
 
 def niche_json(key: str) -> str | None:
     """One active niche by id or slug, with counts, as JSON text (None if unknown)."""
-    ident = int(key) if key.isdigit() and len(key) < 10 else None
+    ident = positive_id(key)
     params = {"id": ident, "slug": key}
     row = replicas.read(lambda db: db.execute_sql(NICHE_SQL, params).fetchone())
     return row[0] if row else None

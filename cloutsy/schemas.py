@@ -29,12 +29,26 @@ from pydantic_core import ErrorDetails
 from cloutsy.errors import BadRequest, Invalid
 
 MAX_INT = 2_147_483_647  # PostgreSQL integer
+# ASCII digits only: str.isdigit() is also true for '²' or '٣', which int() rejects or reads.
+DECIMAL = re.compile(r"[0-9]{1,10}")
 USERNAME = re.compile(r"^[a-z0-9._]{3,30}$")
 
 Gender = Literal["female", "male", "non_binary", "other", "prefer_not_to_say"]
 CompanyType = Literal[
     "private_limited", "public_limited", "llp", "partnership", "sole_proprietorship", "other"
 ]
+
+
+def positive_id(raw: str) -> int | None:
+    """`raw` as a database id (1 ..= MAX_INT written in ASCII digits), else None.
+
+    The one parser for ids, limits and cursors in paths and query strings: no sign, no
+    space, no Unicode digit, no overflow past PostgreSQL's integer.
+    """
+    if not DECIMAL.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_INT else None
 
 
 def _no_nul(value: Any) -> Any:
@@ -266,7 +280,10 @@ class InfluencerPublic(View):
 
 class InfluencerPrivate(InfluencerPublic):
     email: str
-    phone: str
+    phone: str | None = Field(description="null once an unproved claim was released")
+    pending_phone: str | None = Field(
+        description="a phone change waiting for its code to be verified"
+    )
     date_of_birth: dt.date | None
 
 
@@ -293,7 +310,10 @@ class BrandPublic(View):
 
 class BrandPrivate(BrandPublic):
     email: str
-    phone: str
+    phone: str | None = Field(description="null once an unproved claim was released")
+    pending_phone: str | None = Field(
+        description="a phone change waiting for its code to be verified"
+    )
     brand_email_id: str | None
     poc_name: str | None
     poc_designation: str | None
@@ -372,6 +392,9 @@ AccountType = Literal["influencer", "brand"]
 
 class OtpSend(Schema):
     phone: Phone
+    # The one account the code proves the phone for; absent: the influencer holding it
+    # if there is one, else the brand (CONTRACT §6).
+    account_type: AccountType | None = None
 
 
 class OtpVerify(Schema):

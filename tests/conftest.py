@@ -33,6 +33,8 @@ from cloutsy.config import Settings, load_settings  # noqa: E402
 from cloutsy.db import PooledDatabase, close_database, database, init_database  # noqa: E402
 
 TABLES = (
+    "rate_limit_hits",
+    "phone_changes",
     "sessions",
     "otps",
     "brand_niches",
@@ -86,7 +88,8 @@ def truncate_all(pool: PooledDatabase) -> None:
     """Remove every row but the niche catalogue (committed tests clean up with this)."""
     with pool.connection_context():
         pool.execute_sql(
-            "TRUNCATE sessions, otps, brand_niches, influencer_niches, brands, influencers "
+            "TRUNCATE rate_limit_hits, phone_changes, sessions, otps, brand_niches, "
+            "influencer_niches, brands, influencers "
             "RESTART IDENTITY CASCADE"
         )
         catalogue.seed_niches()
@@ -116,7 +119,7 @@ def throwaway_server() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789-abcdefghij"  # >= 32 characters (issue 12)
 
 
 @pytest.fixture(scope="session")
@@ -144,6 +147,8 @@ def client(db: PooledDatabase, wsgi_app, suite_secrets):  # noqa: ANN001, ANN201
     peewee_log = logging.getLogger("peewee")
     level = peewee_log.level
     peewee_log.setLevel(logging.DEBUG)
+    # The limiter remembers full keys per process; this test's rows are rolled back.
+    wsgi_app.config["cloutsy.api"].limiter.forget()
     try:
         yield checked_test_app()(wsgi_app, suite_secrets)
     finally:

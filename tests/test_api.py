@@ -230,7 +230,9 @@ def test_unknown_or_inactive_niche_leaves_nothing_behind(client):
     ],
 )
 def test_taken_values_are_409_naming_the_field(client, change, field):
-    client.post_json("/influencers", influencer_body(1), status=201)
+    first = client.post_json("/influencers", influencer_body(1), status=201).json["id"]
+    # A phone is taken once proved (CONTRACT §6; an unproved claim is released instead).
+    Influencer.update(is_phone_verified=True).where(Influencer.id == first).execute()
     r = client.post_json("/influencers", influencer_body(2, **change), status=409)
     assert assert_error(r, 409, "conflict")["details"][0]["field"] == field
 

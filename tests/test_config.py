@@ -36,7 +36,17 @@ def test_postgres_variables_build_a_url_with_quoted_password():
         ({"CLOUTSY_ENV": "prod"}, "CLOUTSY_ENV"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"CLOUTSY_ENV": "production"}, "CLOUTSY_SECRET_KEY"),
+        ({"CLOUTSY_ENV": "staging", "DATABASE_URL": "postgresql://db/x"}, "CLOUTSY_SECRET_KEY"),
         ({"CLOUTSY_SECRET_KEY": "short"}, "CLOUTSY_SECRET_KEY"),
+        ({"CLOUTSY_ADMIN_TOKEN": "x" * 31}, "CLOUTSY_ADMIN_TOKEN"),
+        ({"CLOUTSY_ENV": "staging", "CLOUTSY_SECRET_KEY": "x" * 32}, "DATABASE_URL"),
+        ({"CLOUTSY_ENV": "production", "CLOUTSY_SECRET_KEY": "x" * 32}, "DATABASE_URL"),
+        ({"CLOUTSY_RATE_LIMITS": "login_emial=5/1m"}, "CLOUTSY_RATE_LIMITS"),
+        ({"CLOUTSY_RATE_LIMITS": "login_email=5"}, "CLOUTSY_RATE_LIMITS"),
+        ({"CLOUTSY_RATE_LIMITS": "login_email=0/1m"}, "CLOUTSY_RATE_LIMITS"),
+        ({"CLOUTSY_RATE_LIMITS": "login_email=5/0m"}, "CLOUTSY_RATE_LIMITS"),
+        ({"CLOUTSY_RATE_LIMITS": "login_email=5/1w"}, "CLOUTSY_RATE_LIMITS"),
+        ({"CLOUTSY_TRUSTED_PROXIES": "10.0.0.0/33"}, "CLOUTSY_TRUSTED_PROXIES"),
     ],
 )
 def test_bad_values_stop_with_one_line_naming_the_variable(env, names):
@@ -47,9 +57,72 @@ def test_bad_values_stop_with_one_line_naming_the_variable(env, names):
     assert "\n" not in message
 
 
-def test_production_starts_with_a_secret_key():
-    s = load_settings({"CLOUTSY_ENV": "production", "CLOUTSY_SECRET_KEY": "x" * 32})
-    assert s.is_production and s.secret_key == "x" * 32
+PRODUCTION = {
+    "CLOUTSY_ENV": "production",
+    "CLOUTSY_SECRET_KEY": "x" * 32,
+    "DATABASE_URL": "postgresql://app@db/cloutsy",
+}
+
+
+def test_production_starts_with_a_secret_key_and_a_database_url():
+    s = load_settings(PRODUCTION)
+    assert s.is_production and s.secret_key == "x" * 32 and not s.embedded
+
+
+def test_staging_no_longer_runs_on_the_development_secret():
+    s = load_settings(dict(PRODUCTION, CLOUTSY_ENV="staging"))
+    assert s.secret_key != DEV_SECRET_KEY
+
+
+def test_an_admin_token_of_32_characters_is_accepted():
+    assert load_settings({"CLOUTSY_ADMIN_TOKEN": "y" * 32}).admin_token == "y" * 32
+
+
+def test_rate_limits_have_the_contract_defaults():
+    limits = {name: (r.count, r.seconds) for name, r in load_settings({}).rate_limits.items()}
+    assert limits == {
+        "login_email": (10, 900),
+        "login_address": (100, 900),
+        "otp_send_phone": (1, 30),
+        "otp_send_phone_hourly": (5, 3600),
+        "otp_send_address": (30, 3600),
+        "otp_send_total": (10000, 3600),
+        "otp_verify_address": (60, 3600),
+        "signup_address": (60, 3600),
+    }
+
+
+def test_rate_limits_are_changed_or_switched_off_by_name():
+    s = load_settings(
+        {"CLOUTSY_RATE_LIMITS": " login_email=3/2m , signup_address=OFF,otp_send_total=5/h"}
+    )
+    assert (s.rate_limits["login_email"].count, s.rate_limits["login_email"].seconds) == (3, 120)
+    assert s.rate_limits["signup_address"] is None
+    assert s.rate_limits["otp_send_total"].seconds == 3600
+    assert s.rate_limits["login_address"].count == 100  # the rest keep their defaults
+
+
+def test_trusted_proxies_are_networks():
+    s = load_settings({"CLOUTSY_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1,::1"})
+    assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]
+
+
+@pytest.mark.parametrize(
+    ("env", "host", "debug"),
+    [
+        ("development", "127.0.0.1", True),
+        ("development", "localhost", True),
+        ("development", "::1", True),
+        ("development", "0.0.0.0", False),
+        ("development", "10.1.2.3", False),
+        ("development", "example.com", False),
+        ("staging", "127.0.0.1", False),
+        ("production", "127.0.0.1", False),
+    ],
+)
+def test_debug_codes_only_in_development_on_a_loopback_address(env, host, debug):
+    s = load_settings(dict(PRODUCTION, CLOUTSY_ENV=env, CLOUTSY_HOST=host))
+    assert s.debug_codes is debug
 
 
 def test_settings_are_frozen():

@@ -13,12 +13,19 @@ import threading
 import pytest
 
 from cloutsy.api.session_routes import SENDER_KEY
+from cloutsy.config import load_settings
 from cloutsy.db import database
 from cloutsy.errors import BadRequest, RateLimited
 from cloutsy.models import Brand, Influencer, Otp, utcnow
 from cloutsy.services import otp
+from cloutsy.services.limits import Limiter
 
 PHONE = "+919812345678"
+
+
+def limiter(key: str) -> Limiter:
+    """The default limits, as the service configures them."""
+    return Limiter(load_settings({}).rate_limits, key)
 
 
 class FakeClock:
@@ -154,7 +161,7 @@ def test_concurrent_sends_for_one_phone_let_exactly_one_through(committed, clock
         with database.connection_context():
             barrier.wait()
             try:
-                otp.send_code(PHONE, "k" * 32, Outbox())
+                otp.send_code(PHONE, "k" * 32, Outbox(), limiter("k" * 32), "10.0.0.1")
                 outcomes.append("sent")
             except RateLimited:
                 outcomes.append("limited")
@@ -303,7 +310,7 @@ def test_concurrent_verifications_of_one_code_succeed_once(committed, clock):
     key = "k" * 32
     with database.connection_context():
         Influencer.create(name="A", username="a.b.c", email="a@example.com", phone=PHONE)
-        code = otp.send_code(PHONE, key, Outbox()).code
+        code = otp.send_code(PHONE, key, Outbox(), limiter(key), "10.0.0.1").code
     outcomes: list[str] = []
     barrier = threading.Barrier(4)
 
@@ -311,7 +318,8 @@ def test_concurrent_verifications_of_one_code_succeed_once(committed, clock):
         with database.connection_context():
             barrier.wait()
             try:
-                outcomes.append("token" if otp.verify_code(PHONE, code, key).token else "none")
+                found = otp.verify_code(PHONE, code, key, limiter(key), "10.0.0.1")
+                outcomes.append("token" if found.token else "none")
             except BadRequest:
                 outcomes.append("refused")
 

@@ -108,15 +108,20 @@ def test_patch_validation_names_every_bad_field(client, person):
     assert fields == {"username", "email", "dateOfBirth", "bio"}
 
 
-def test_a_new_phone_is_not_verified_but_the_same_one_stays_verified(client, person):
+def test_a_new_phone_is_pending_and_the_proved_one_stays_until_then(client, person):
+    """CONTRACT §6: a PATCHed phone takes effect only once a code sent to it is verified
+    (tests/test_attacks.py verifies it); the same phone again cancels the change."""
     person_id, auth = person
     Influencer.update(is_phone_verified=True).where(Influencer.id == person_id).execute()
     same = client.patch_json(
         f"/influencers/{person_id}", {"phone": "+91 98123 00001"}, headers=auth
     )
-    assert same.json["isPhoneVerified"] is True
+    assert same.json["isPhoneVerified"] is True and same.json["pendingPhone"] is None
     moved = client.patch_json(f"/influencers/{person_id}", {"phone": "9812300009"}, headers=auth)
-    assert moved.json["isPhoneVerified"] is False and moved.json["phone"] == "+919812300009"
+    assert moved.json["isPhoneVerified"] is True and moved.json["phone"] == "+919812300001"
+    assert moved.json["pendingPhone"] == "+919812300009"
+    back = client.patch_json(f"/influencers/{person_id}", {"phone": "9812300001"}, headers=auth)
+    assert back.json["pendingPhone"] is None and back.json["phone"] == "+919812300001"
 
 
 @pytest.mark.parametrize(
@@ -129,7 +134,9 @@ def test_a_new_phone_is_not_verified_but_the_same_one_stays_verified(client, per
 )
 def test_a_taken_value_is_409_naming_the_field(client, person, change, field):
     other = {"name": "T", "username": "taken", "email": "taken@example.com", "phone": "9812300002"}
-    client.post_json("/influencers", other, status=201)
+    other_id = client.post_json("/influencers", other, status=201).json["id"]
+    # Only a proved phone is taken (CONTRACT §6): the other account has proved its own.
+    Influencer.update(is_phone_verified=True).where(Influencer.id == other_id).execute()
     person_id, auth = person
     r = client.patch_json(f"/influencers/{person_id}", change, headers=auth, status=409)
     assert r.json["error"]["code"] == "conflict"
@@ -170,11 +177,12 @@ def test_brand_server_owned_fields_cannot_be_set(client, shop, field):
     assert r.json["error"]["details"][0]["field"] == field
 
 
-def test_brand_phone_change_resets_verification(client, shop):
+def test_brand_phone_change_is_pending_too(client, shop):
     brand_id, auth = shop
     Brand.update(is_phone_verified=True).where(Brand.id == brand_id).execute()
     data = client.patch_json(f"/brands/{brand_id}", {"phone": "8812300009"}, headers=auth).json
-    assert data["isPhoneVerified"] is False
+    assert data["isPhoneVerified"] is True and data["pendingPhone"] == "+918812300009"
+    assert Brand.get_by_id(brand_id).phone == "+918812300001"
 
 
 # --- PUT …/niches ----------------------------------------------------------------------------

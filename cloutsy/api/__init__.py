@@ -8,6 +8,7 @@ from cloutsy import replicas
 from cloutsy.api import accounts, http, metrics, niches, ops, session_routes
 from cloutsy.config import Settings
 from cloutsy.db import current
+from cloutsy.services.limits import Limiter
 
 
 def create_app(settings: Settings) -> bottle.Bottle:
@@ -16,7 +17,7 @@ def create_app(settings: Settings) -> bottle.Bottle:
     app.config["json.disable"] = True  # routes return JSON text or bytes themselves
     app.config["cloutsy.settings"] = settings
     http.install(app)
-    api = http.Api(app)
+    api = http.Api(app, Limiter(settings.rate_limits, settings.secret_key))
     app.config["cloutsy.api"] = api
     ops.register(api, settings)
     niches.register(api, settings)

@@ -13,7 +13,7 @@ import bottle
 
 from cloutsy import queries
 from cloutsy.api import auth
-from cloutsy.api.http import MAX_INT, Api, body_as, json_body, path_id, query_params, single
+from cloutsy.api.http import Api, body_as, client_address, json_body, path_id, query_params, single
 from cloutsy.config import Settings
 from cloutsy.errors import BadRequest, NotFound
 from cloutsy.schemas import (
@@ -30,6 +30,7 @@ from cloutsy.schemas import (
     InfluencerUpdate,
     NicheSet,
     NicheSetOut,
+    positive_id,
 )
 from cloutsy.services import accounts
 
@@ -83,10 +84,11 @@ def list_filter() -> queries.ListFilter:
         raise BadRequest("at most 10 niche filters")
     for value in niches:
         value = value.strip().lower()
-        if value.isdigit():
-            if len(value) > 10 or not 0 < int(value) <= MAX_INT:
+        if value.isascii() and value.isdigit():
+            niche_id = positive_id(value)
+            if niche_id is None:
                 raise BadRequest("niche id out of range")
-            ids.append(int(value))
+            ids.append(niche_id)
         elif SLUG.match(value):
             slugs.append(value)
         else:
@@ -99,11 +101,8 @@ def list_filter() -> queries.ListFilter:
         raise BadRequest("verified must be true or false")
     verified = None if verified_raw is None else verified_raw == "true"
     limit_raw = single(params, "limit")
-    if limit_raw is None:
-        limit = 20
-    elif limit_raw.isdigit() and len(limit_raw) <= 3 and 1 <= int(limit_raw) <= 100:
-        limit = int(limit_raw)
-    else:
+    limit = 20 if limit_raw is None else positive_id(limit_raw) or 0
+    if not 1 <= limit <= 100:
         raise BadRequest("limit must be a whole number from 1 to 100")
     cursor = single(params, "cursor")
     after = queries.decode_cursor(cursor) if cursor is not None else None
@@ -154,7 +153,17 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         summary=f"Sign up a {kind}",
         tag=plural,
         body=create_model,
-        responses={201: private, 400: ErrorOut, 409: ErrorOut, 413: ErrorOut},
+        responses={
+            201: private,
+            400: ErrorOut,
+            409: ErrorOut,
+            413: ErrorOut,
+            429: ErrorOut,
+            503: ErrorOut,
+        },
+        # A brand's password is hashed while no pooled connection is held (the service
+        # connects around its database work).
+        db=kind != "brand",
         links={
             f"{verb}{kind.title()}": (
                 f"{op}{plural.title()}Id{suffix}",
@@ -169,7 +178,9 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         },
     )
     def sign_up() -> str:
-        account_id, body = create(body_as(create_model))
+        data = body_as(create_model)
+        client = client_address(settings.trusted_proxies)
+        account_id, body = create(data, api.limiter, client)
         return created(kind, account_id, body)
 
     @api.route(

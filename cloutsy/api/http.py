@@ -8,6 +8,7 @@ translates the error tree into the contract's JSON, and records metrics.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 
 from cloutsy import replicas
 from cloutsy.api import metrics
+from cloutsy.config import IpNetwork
 from cloutsy.db import database
 from cloutsy.errors import (
     BadRequest,
@@ -35,14 +37,17 @@ from cloutsy.errors import (
     RateLimited,
     Unavailable,
 )
-from cloutsy.schemas import parse
+from cloutsy.schemas import parse, positive_id
+from cloutsy.services.limits import Limiter
 
 log = logging.getLogger("cloutsy.api")
 
 JSON = "application/json; charset=utf-8"
 MAX_BODY = 64 * 1024
-MAX_INT = 2_147_483_647
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# fullmatch, not `$`: `$` also matches before a trailing newline.
+# C0 and C1 control characters (NUL included): no path segment may hold one.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -91,7 +96,7 @@ def json_body(payload: Any, status: int = 200) -> bytes:
 
 def _request_id(environ: dict[str, Any]) -> str:
     incoming = environ.get("HTTP_X_REQUEST_ID", "")
-    rid = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    rid = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     environ["cloutsy.request_id"] = rid
     return rid
 
@@ -153,6 +158,8 @@ class RequestPlugin:
             code = None
             opened = False
             try:
+                if any(CONTROL.search(v) for v in kwargs.values() if isinstance(v, str)):
+                    raise NotFound("no such resource")
                 if needs_db and database.is_closed():
                     database.connect()
                     opened = True
@@ -165,6 +172,8 @@ class RequestPlugin:
                 return body
             except CloutsyError as exc:
                 code = exc.code
+                if isinstance(exc, RateLimited) and exc.limit:
+                    metrics.rate_limited(exc.limit)
                 return error_response(exc)
             except MaxConnectionsExceeded:
                 code = "unavailable"
@@ -287,11 +296,43 @@ def single(params: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
+def client_address(trusted: tuple[IpNetwork, ...]) -> str:
+    """The client's address: the socket's peer, or what X-Forwarded-For says through
+    trusted proxies only (CLOUTSY_TRUSTED_PROXIES).
+
+    Walks X-Forwarded-For from the right (each proxy appends the peer it saw) while the
+    hop is a trusted proxy; the first untrusted hop is the client. Anything a client
+    wrote further left is never believed.
+    """
+    environ = bottle.request.environ
+    address = environ.get("REMOTE_ADDR") or "unknown"
+    if not trusted or not _trusted(address, trusted):
+        return address
+    hops = [h.strip() for h in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    for hop in reversed(hops):
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            break  # garbage in the header: keep the last address a trusted hop vouched for
+        if not _trusted(address, trusted):
+            break
+    return address
+
+
+def _trusted(address: str, trusted: tuple[IpNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
 def path_id(raw: str) -> int:
     """A numeric id from the path; anything else (or out of range) is simply not found."""
-    if not raw.isdigit() or len(raw) > 10 or not 0 < int(raw) <= MAX_INT:
+    value = positive_id(raw)
+    if value is None:
         raise NotFound("no such resource")
-    return int(raw)
+    return value
 
 
 # --- route registry ----------------------------------------------------------------------
@@ -317,8 +358,9 @@ class Endpoint:
 class Api:
     """A Bottle app plus the contract of each route registered through it."""
 
-    def __init__(self, app: bottle.Bottle) -> None:
+    def __init__(self, app: bottle.Bottle, limiter: Limiter) -> None:
         self.app = app
+        self.limiter = limiter  # every abuse limit, one mechanism (services/limits.py)
         self.endpoints: list[Endpoint] = []
 
     def route(

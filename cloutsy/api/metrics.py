@@ -22,6 +22,8 @@ from prometheus_client import (
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
+# The `method` label takes these values and OTHER: a made-up method must not add series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
@@ -40,6 +42,11 @@ ERRORS = Counter(
     "cloutsy_http_errors_total",
     "Error responses by route template and error code",
     ["route", "code"],
+)
+RATE_LIMITED = Counter(
+    "cloutsy_rate_limited_total",
+    "Requests refused with 429 by an abuse limit, by limit name",
+    ["limit"],
 )
 QUERIES = Counter("cloutsy_db_queries_total", "SQL statements executed")
 QUERY_TIME = Histogram(
@@ -105,10 +112,16 @@ def observe_query(seconds: float) -> None:
 
 def observe_request(route: str, method: str, status: int, seconds: float, code: str | None) -> None:
     """Record one finished request."""
+    method = method if method in METHODS else "OTHER"
     REQUESTS.labels(route, method, str(status)).inc()
     LATENCY.labels(route, method).observe(seconds)
     if code is not None:
         ERRORS.labels(route, code).inc()
+
+
+def rate_limited(limit: str) -> None:
+    """Count one request refused by the abuse limit `limit`."""
+    RATE_LIMITED.labels(limit).inc()
 
 
 def sample_pool(stats: dict[str, int]) -> None:

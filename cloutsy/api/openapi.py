@@ -23,7 +23,7 @@ DESCRIPTIONS = {
     413: "Body over 64 KiB",
     429: "Rate limited (see Retry-After)",
     500: "Internal error (with a request id)",
-    503: "Database unavailable",
+    503: "Database unavailable or the service busy (see Retry-After)",
 }
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import bottle
 
-from cloutsy import queries
+from cloutsy import passwords, queries
 from cloutsy.api import auth
-from cloutsy.api.http import Api, body_as, json_body
+from cloutsy.api.http import Api, body_as, client_address, json_body
 from cloutsy.config import Settings
 from cloutsy.errors import Unauthorized
 from cloutsy.schemas import (
@@ -40,15 +40,19 @@ def register(api: Api, settings: Settings) -> None:
     @api.route(
         "POST",
         "/auth/otp/send",
-        summary="Send a one-time code to a phone (1 per 30 s, 5 per hour)",
+        summary="Send a one-time code to a phone, for one account (limits: CLOUTSY_RATE_LIMITS)",
         tag="auth",
         body=OtpSend,
         responses={202: OtpSent, 400: ErrorOut, 413: ErrorOut, 429: ErrorOut},
     )
     def send_otp() -> bytes:
-        issued = otp.send_code(body_as(OtpSend).phone, settings.secret_key, sender())
+        data = body_as(OtpSend)
+        client = client_address(settings.trusted_proxies)
+        issued = otp.send_code(
+            data.phone, settings.secret_key, sender(), api.limiter, client, data.account_type
+        )
         out: dict[str, Any] = {"expiresAt": issued.expires_at}
-        if settings.is_development:  # never elsewhere: the code must reach only the phone
+        if settings.debug_codes:  # development on loopback only: the code must reach only the phone
             out["debugOtp"] = issued.code
         return json_body(out, 202)
 
@@ -58,11 +62,12 @@ def register(api: Api, settings: Settings) -> None:
         summary="Verify a code: marks the phone verified, a token for its account",
         tag="auth",
         body=OtpVerify,
-        responses={200: Verified, 400: ErrorOut, 413: ErrorOut, 429: ErrorOut},
+        responses={200: Verified, 400: ErrorOut, 409: ErrorOut, 413: ErrorOut, 429: ErrorOut},
     )
     def verify_otp() -> bytes:
         data = body_as(OtpVerify)
-        result = otp.verify_code(data.phone, data.otp, settings.secret_key)
+        client = client_address(settings.trusted_proxies)
+        result = otp.verify_code(data.phone, data.otp, settings.secret_key, api.limiter, client)
         out: dict[str, Any] = {"verified": True}
         if result.token is not None:
             out["token"] = result.token
@@ -75,11 +80,22 @@ def register(api: Api, settings: Settings) -> None:
         summary="Brand login with email and password; a bearer token",
         tag="auth",
         body=LoginIn,
-        responses={200: TokenOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut},
+        responses={
+            200: TokenOut,
+            400: ErrorOut,
+            401: ErrorOut,
+            413: ErrorOut,
+            429: ErrorOut,
+            503: ErrorOut,
+        },
+        db=False,  # no pooled connection is held while Argon2 runs (the service connects)
     )
     def brand_login() -> bytes:
-        data = body_as(LoginIn)
-        token, expires = sessions.login_brand(data.email, data.password)
+        # The hashing slot first: under a flood a refusal (503) costs no parsing at all.
+        with passwords.slot():
+            data = body_as(LoginIn)
+            client = client_address(settings.trusted_proxies)
+            token, expires = sessions.login_brand(data.email, data.password, api.limiter, client)
         return json_body({"token": token, "expiresAt": expires})
 
     @api.route(

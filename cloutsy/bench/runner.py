@@ -460,11 +460,13 @@ class Dataset:
             CLOUTSY_DATA_DIR=str(self.settings.data_dir),
             POSTGRES_POOL_MAX=str(POOL_MAX),
             CLOUTSY_BENCH_DSN=self.dsn,
+            # The bench measures capacity from one address; the abuse limits would turn its
+            # sign-ups into 429s after 60 (they are tested in tests/test_attacks.py).
+            CLOUTSY_RATE_LIMITS="signup_address=off",
         )
-        if self.settings.embedded:
-            env["POSTGRES_DB"] = self.name
-        else:
-            env["DATABASE_URL"] = self.dsn
+        # Always by URL: production refuses to start the embedded server itself (issue 12),
+        # and the bench's embedded server is already running under its own data dir.
+        env["DATABASE_URL"] = self.dsn
         return env
 
 

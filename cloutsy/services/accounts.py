@@ -12,7 +12,7 @@ from peewee import Expression, Field, Model
 
 from cloutsy import queries
 from cloutsy.db import database
-from cloutsy.errors import Invalid, NotFound
+from cloutsy.errors import Conflict, Invalid, NotFound
 from cloutsy.integrity import translated
 from cloutsy.models import (
     BRAND_PROFILE_FIELDS,
@@ -21,10 +21,12 @@ from cloutsy.models import (
     Influencer,
     InfluencerNiche,
     Niche,
+    PhoneChange,
 )
 from cloutsy.passwords import hash_password
 from cloutsy.schemas import BrandCreate, BrandUpdate, InfluencerCreate, InfluencerUpdate
 from cloutsy.services import sessions
+from cloutsy.services.limits import Limiter
 
 
 def profile_completed(values: dict[str, Any]) -> bool:
@@ -53,10 +55,17 @@ def link_niches(
         )
 
 
-def create_influencer(data: InfluencerCreate) -> tuple[int, str]:
-    """Create an influencer and its niche links; return (id, private view JSON)."""
+def create_influencer(data: InfluencerCreate, limiter: Limiter, client: str) -> tuple[int, str]:
+    """Create an influencer and its niche links; return (id, private view JSON).
+
+    Counted against `signup_address` first (committed even if the sign-up then fails: a
+    409 tells whether an email is taken, so probing it costs a slot). A phone that only
+    an unproved influencer holds is released from that one (CONTRACT §6).
+    """
     fields = data.model_dump(exclude={"niche_ids"}, exclude_none=True)
+    limiter.take("signup_address", client)
     with translated(), database.atomic():
+        release_unproved_claim(INFLUENCER, data.phone)
         person = Influencer.create(**fields)
         link_niches(InfluencerNiche, "influencer_id", person.id, data.niche_ids)
         body = queries.account_json(queries.INFLUENCERS, person.id, private=True)
@@ -64,12 +73,19 @@ def create_influencer(data: InfluencerCreate) -> tuple[int, str]:
     return person.id, body
 
 
-def create_brand(data: BrandCreate) -> tuple[int, str]:
-    """Create a brand (password hashed first, outside the transaction) and its niche links."""
+def create_brand(data: BrandCreate, limiter: Limiter, client: str) -> tuple[int, str]:
+    """Create a brand and its niche links, as `create_influencer` does.
+
+    The password is hashed while no pooled connection is held (Argon2 is slow on purpose):
+    the caller must not hold one either (the route is registered with db=False).
+    """
     fields = data.model_dump(exclude={"niche_ids", "password"}, exclude_none=True)
+    with database.connected():
+        limiter.take("signup_address", client)
     fields["password"] = hash_password(data.password)
     fields["is_profile_completed"] = profile_completed(fields)
-    with translated(), database.atomic():
+    with database.connected(), translated(), database.atomic():
+        release_unproved_claim(BRAND, data.phone)
         brand = Brand.create(**fields)
         link_niches(BrandNiche, "brand_id", brand.id, data.niche_ids)
         body = queries.account_json(queries.BRANDS, brand.id, private=True)
@@ -98,18 +114,8 @@ BRAND = AccountKind("brand", Brand, BrandNiche, "brand_id", queries.BRANDS)
 KINDS = {kind.name: kind for kind in (INFLUENCER, BRAND)}
 
 
-def _phone_rule(model: Any, changes: dict[str, Any]) -> dict[Field, Any]:
-    """A new phone number is not verified: keep the flag only if the number stays the same.
-
-    Written as SQL (`is_phone_verified AND phone = new`) so it compares with the stored
-    value in the same statement, whatever a concurrent update did.
-    """
-    values: dict[Field, Any] = {getattr(model, name): value for name, value in changes.items()}
-    if "phone" in changes:
-        values[model.is_phone_verified] = model.is_phone_verified & (
-            model.phone == changes["phone"]
-        )
-    return values
+def _fields(model: Any, changes: dict[str, Any]) -> dict[Field, Any]:
+    return {getattr(model, name): value for name, value in changes.items()}
 
 
 def _profile_completed_sql(changes: dict[str, Any]) -> Expression | bool:
@@ -125,14 +131,25 @@ def _profile_completed_sql(changes: dict[str, Any]) -> Expression | bool:
     return reduce(operator.and_, kept) if kept else True
 
 
-def _update(kind: AccountKind, account_id: int, values: dict[Field, Any]) -> str:
-    """Apply `values` to an active account and return its private view; NotFound if none."""
+def _update(
+    kind: AccountKind, account_id: int, values: dict[Field, Any], phone: str | None = None
+) -> str:
+    """Apply `values` to an active account and return its private view; NotFound if none.
+
+    A new `phone` is not applied: it is recorded as the account's pending change, which
+    takes effect when a code sent to it is verified (CONTRACT §6). The same phone as now
+    cancels a pending change; a phone another account of this kind has proved is 409.
+    """
     model: Any = kind.model
     with translated(), database.atomic():
+        current = model.select(model.phone).where((model.id == account_id) & model.is_active)
+        row = current.for_update().tuples().first()
+        if row is None:
+            raise NotFound(f"no such {kind.name}")
         if values:
-            changed = model.update(values).where((model.id == account_id) & model.is_active)
-            if not changed.execute():
-                raise NotFound(f"no such {kind.name}")
+            model.update(values).where(model.id == account_id).execute()
+        if phone is not None:
+            _set_pending_phone(kind, account_id, None if phone == row[0] else phone)
         body = queries.account_json(kind.view, account_id, private=True)
     if body is None:
         raise NotFound(f"no such {kind.name}")
@@ -142,16 +159,18 @@ def _update(kind: AccountKind, account_id: int, values: dict[Field, Any]) -> str
 def update_influencer(influencer_id: int, data: InfluencerUpdate) -> str:
     """Change the fields the client sent; return the private view (409 on a taken value)."""
     changes = data.model_dump(exclude_unset=True)
-    return _update(INFLUENCER, influencer_id, _phone_rule(Influencer, changes))
+    phone = changes.pop("phone", None)
+    return _update(INFLUENCER, influencer_id, _fields(Influencer, changes), phone)
 
 
 def update_brand(brand_id: int, data: BrandUpdate) -> str:
     """Change the fields sent and recompute `is_profile_completed` in the same statement."""
     changes = data.model_dump(exclude_unset=True)
-    values = _phone_rule(Brand, changes)
+    phone = changes.pop("phone", None)
+    values = _fields(Brand, changes)
     if values:
         values[Brand.is_profile_completed] = _profile_completed_sql(changes)
-    return _update(BRAND, brand_id, values)
+    return _update(BRAND, brand_id, values, phone)
 
 
 def replace_niches(kind: AccountKind, account_id: int, niche_ids: Sequence[int]) -> list[dict]:
@@ -198,3 +217,123 @@ def deactivate(kind: AccountKind, account_id: int) -> None:
         if not changed.execute():
             raise NotFound(f"no such {kind.name}")
         sessions.revoke_all(kind.name, account_id)
+
+
+# --- who a phone belongs to (CONTRACT §6) ------------------------------------------------
+# Every lookup of an account by phone is one of the functions below (issue 11 moves them
+# onto phone_digest by changing only their bodies).
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The account of one kind whose `phone` column holds a number."""
+
+    id: int
+    proved: bool
+    active: bool
+
+
+def phone_holder(kind: AccountKind, phone: str) -> Holder | None:
+    """The account of `kind` holding `phone` (unique per kind), active or not, or None."""
+    model: Any = kind.model
+    row = (
+        model.select(model.id, model.is_phone_verified, model.is_active)
+        .where(model.phone == phone)
+        .tuples()
+        .first()
+    )
+    return Holder(*row) if row else None
+
+
+def release_unproved_claim(kind: AccountKind, phone: str) -> int:
+    """Take `phone` from the account of `kind` that holds it without having proved it.
+
+    Its `phone` becomes null (it must set and prove another). Returns how many (0 or 1).
+    An account that proved the phone keeps it: the caller's insert then fails with 409.
+    """
+    model: Any = kind.model
+    released = model.update(phone=None, is_phone_verified=False).where(
+        (model.phone == phone) & ~model.is_phone_verified
+    )
+    return int(released.execute())
+
+
+def pending_change_for(kind: AccountKind, phone: str) -> int | None:
+    """The active account of `kind` whose pending phone change is to `phone` (newest), or None."""
+    model: Any = kind.model
+    row = (
+        PhoneChange.select(PhoneChange.subject_id)
+        .join(model, on=(model.id == PhoneChange.subject_id))
+        .where(
+            (PhoneChange.subject_type == kind.name) & (PhoneChange.phone == phone) & model.is_active
+        )
+        .order_by(PhoneChange.created_at.desc(), PhoneChange.id.desc())
+        .tuples()
+        .first()
+    )
+    return row[0] if row else None
+
+
+def _set_pending_phone(kind: AccountKind, account_id: int, phone: str | None) -> None:
+    """Record (or with None cancel) the account's pending phone change; 409 if proved elsewhere."""
+    where = (PhoneChange.subject_type == kind.name) & (PhoneChange.subject_id == account_id)
+    PhoneChange.delete().where(where).execute()
+    if phone is None:
+        return
+    holder = phone_holder(kind, phone)
+    if holder is not None and holder.proved and holder.id != account_id:
+        raise Conflict("phone")
+    PhoneChange.insert(subject_type=kind.name, subject_id=account_id, phone=phone).execute()
+
+
+def code_target(phone: str, kind_name: str | None) -> tuple[str, int] | None:
+    """The one account a code sent to `phone` is for: (kind, id), or None if none yet.
+
+    With a kind, only accounts of that kind; without, the influencer holding the phone if
+    there is one, else the brand. Within a kind: the account that proved the phone, else
+    the account whose pending change is to it (a signed-in owner asked for it), else the
+    account holding it unproved. Inactive accounts are never a target.
+    """
+    kinds = [KINDS[kind_name]] if kind_name else [INFLUENCER, BRAND]
+    for kind in kinds:
+        holder = phone_holder(kind, phone)
+        if holder is not None and holder.active and holder.proved:
+            return kind.name, holder.id
+        pending = pending_change_for(kind, phone)
+        if pending is not None:
+            return kind.name, pending
+        if holder is not None and holder.active:
+            return kind.name, holder.id
+    return None
+
+
+def prove_phone(kind_name: str, account_id: int, phone: str) -> bool:
+    """Mark `phone` proved for this one account (in the caller's transaction).
+
+    If it is the account's phone, it becomes verified. If it is the account's pending
+    change, the change takes effect: another account of the kind that holds the number
+    unproved loses it, and every session of the account is revoked (the caller issues the
+    new one). False when the account is inactive or the phone is neither (changed since).
+    """
+    kind = KINDS[kind_name]
+    model: Any = kind.model
+    row = (
+        model.select(model.phone)
+        .where((model.id == account_id) & model.is_active)
+        .for_update()
+        .tuples()
+        .first()
+    )
+    if row is None:
+        return False
+    if row[0] == phone:
+        model.update(is_phone_verified=True).where(model.id == account_id).execute()
+        return True
+    where = (PhoneChange.subject_type == kind.name) & (PhoneChange.subject_id == account_id)
+    if not PhoneChange.delete().where(where & (PhoneChange.phone == phone)).execute():
+        return False
+    with translated():
+        release_unproved_claim(kind, phone)
+        model.update(phone=phone, is_phone_verified=True).where(model.id == account_id).execute()
+    sessions.revoke_all(kind.name, account_id)
+    return True

@@ -1,13 +1,17 @@
-"""Phone verification by one-time codes: sent under per-phone limits, checked at most once.
+"""Phone verification by one-time codes: each proves a phone for one account, at most once.
 
 A code is 6 random digits (`secrets`), stored only as HMAC-SHA256 keyed with
 CLOUTSY_SECRET_KEY over phone and code, valid 5 minutes, used once, and dead after
 more than 5 wrong tries. Only the newest code of a phone counts: a new send
 supersedes the old one.
 
-The send limits (1 per phone per 30 s, 5 per hour) are counted from the `otps` rows
-themselves, inside a transaction holding an advisory lock on the phone: they hold across
-server workers and restarts, and two concurrent sends for one phone cannot both pass.
+A code is for the one account chosen at send (`accountType`, CONTRACT §6: see
+`accounts.code_target`); verifying it marks that account's phone proved (or applies its
+pending phone change) and returns a token for it alone.
+
+Sends count against `otp_send_phone`, `otp_send_phone_hourly`, `otp_send_address` and
+`otp_send_total`; failed verifications against `otp_verify_address` (services/limits.py,
+in PostgreSQL, so they hold across workers and restarts).
 
 Times come from `clock`, never SQL now(): tests replace it, and now() is frozen inside
 the transaction a test runs in.
@@ -19,28 +23,25 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import math
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol
 
 from cloutsy.db import database
 from cloutsy.errors import BadRequest, CloutsyError, RateLimited
 from cloutsy.logs import mask_phone
-from cloutsy.models import Brand, Influencer, Otp, utcnow
-from cloutsy.services import sessions
+from cloutsy.models import Otp, utcnow
+from cloutsy.services import accounts, sessions
+from cloutsy.services.limits import Limiter
 
 log = logging.getLogger(__name__)
 
 CODE_DIGITS = 6
 LIFETIME = dt.timedelta(minutes=5)
 MAX_WRONG = 5  # wrong tries a code survives; the next wrong one kills it (429)
-RESEND_AFTER = dt.timedelta(seconds=30)
-WINDOW = dt.timedelta(hours=1)
-PER_WINDOW = 5
-# First key of the two-key advisory lock: keeps these locks apart from any other user's.
-LOCK_SPACE = 0x4F7470  # "Otp"
+# Older rows of a phone no longer matter for anything: dropped at its next send.
+KEEP = dt.timedelta(hours=1)
 WRONG_CODE = "the code is wrong, expired or already used"
 
 clock: Callable[[], dt.datetime] = utcnow
@@ -82,45 +83,36 @@ def code_hash(secret_key: str, phone: str, code: str) -> str:
     return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
 
 
-def send_wait(phone: str, now: dt.datetime) -> int:
-    """Seconds until `phone` may be sent another code (0: now), from its recent rows."""
-    rows = (
-        Otp.select(Otp.created_at)
-        .where((Otp.phone == phone) & (Otp.created_at > now - WINDOW))
-        .order_by(Otp.created_at.desc())
-        .limit(PER_WINDOW)
-        .tuples()
-    )
-    # peewee's hints type .tuples() rows as models; they are tuples.
-    recent = [row[0] for row in cast(Iterable[tuple[dt.datetime]], rows)]
-    wait = dt.timedelta(0)
-    if recent:
-        wait = max(wait, recent[0] + RESEND_AFTER - now)
-    if len(recent) >= PER_WINDOW:
-        wait = max(wait, recent[-1] + WINDOW - now)
-    return math.ceil(wait.total_seconds()) if wait > dt.timedelta(0) else 0
+def send_code(
+    phone: str,
+    secret_key: str,
+    sender: Sender,
+    limiter: Limiter,
+    client: str,
+    account_type: str | None = None,
+) -> Issued:
+    """Store a new code for `phone` and send it; RateLimited (with the wait) over a limit.
 
-
-def send_code(phone: str, secret_key: str, sender: Sender) -> Issued:
-    """Store a new code for `phone` and send it; RateLimited (with the wait) over the limits.
-
-    The code is sent after the commit, so it already works when it arrives.
+    The per-phone limits come first (their wait is the one a user can act on), then the
+    client's and the global budget; a refused send counts for none of them. The code is
+    sent after the commit, so it already works when it arrives.
     """
     now = clock()
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     expires = now + LIFETIME
     with database.atomic():
-        # Serialise sends for one phone: the count below and the insert act as one step.
-        database.execute_sql("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_SPACE, phone))
-        wait = send_wait(phone, now)
-        if wait:
-            raise RateLimited(f"too many codes for this number; try again in {wait} s", wait)
-        # Rows older than the window no longer count for anything.
-        Otp.delete().where((Otp.phone == phone) & (Otp.created_at <= now - WINDOW)).execute()
+        limiter.take("otp_send_phone", phone, now)
+        limiter.take("otp_send_phone_hourly", phone, now)
+        limiter.take("otp_send_address", client, now)
+        limiter.take("otp_send_total", "*", now)
+        target = accounts.code_target(phone, account_type)
+        Otp.delete().where((Otp.phone == phone) & (Otp.created_at <= now - KEEP)).execute()
         Otp.insert(
             phone=phone,
             otp=code_hash(secret_key, phone, code),
             expires_at=expires,
+            account_type=target[0] if target else account_type,
+            account_id=target[1] if target else None,
             created_at=now,
             updated_at=now,
         ).execute()
@@ -128,60 +120,67 @@ def send_code(phone: str, secret_key: str, sender: Sender) -> Issued:
     return Issued(code, expires)
 
 
-def verify_code(phone: str, code: str, secret_key: str) -> Verification:
-    """Check `code` against the newest code of `phone`; mark the phone verified on success.
+def verify_code(
+    phone: str, code: str, secret_key: str, limiter: Limiter, client: str
+) -> Verification:
+    """Check `code` against the newest code of `phone`; prove the phone for its one account.
 
-    In one transaction: the code is marked used, `is_phone_verified` set on the active
-    influencer and brand with that phone, and a session issued for that account (the
-    influencer's when both exist: a brand can also log in with its password).
-    BadRequest for a wrong, expired or used code; RateLimited once a code had more than
-    MAX_WRONG wrong tries. A wrong try is counted (committed) before the error is raised.
+    In one transaction: the code is marked used, the account it was sent for (or, if it
+    had none then, the one `code_target` finds now) has the phone proved, and a session
+    is issued for that account only. BadRequest for a wrong, expired or used code;
+    RateLimited once a code had more than MAX_WRONG wrong tries or the client address
+    has too many failures. A failure is counted (committed) before the error is raised.
     """
     now = clock()
     failure: CloutsyError | None = None
     result = Verification()
+    limiter.check("otp_verify_address", client, now)
     with database.atomic():
         row = (
-            Otp.select(Otp.id, Otp.otp, Otp.is_used, Otp.expires_at, Otp.attempts)
+            Otp.select(
+                Otp.id, Otp.otp, Otp.is_used, Otp.expires_at, Otp.attempts, Otp.account_type,
+                Otp.account_id,
+            )
             .where(Otp.phone == phone)
             .order_by(Otp.created_at.desc(), Otp.id.desc())
             .for_update()
             .first()
-        )
+        )  # fmt: skip
         if row is None or row.is_used or row.expires_at <= now:
             failure = BadRequest(WRONG_CODE)
         elif row.attempts > MAX_WRONG:
-            failure = _dead(phone, now)
+            failure = _dead(limiter, phone, now)
         elif not hmac.compare_digest(row.otp, code_hash(secret_key, phone, code)):
             Otp.update(attempts=Otp.attempts + 1).where(Otp.id == row.id).execute()
-            failure = _dead(phone, now) if row.attempts + 1 > MAX_WRONG else BadRequest(WRONG_CODE)
+            dead = row.attempts + 1 > MAX_WRONG
+            failure = _dead(limiter, phone, now) if dead else BadRequest(WRONG_CODE)
         else:
             Otp.update(is_used=True).where(Otp.id == row.id).execute()
-            result = _verify_accounts(phone)
+            result = _prove(phone, row.account_type, row.account_id)
+        if failure is not None:
+            limiter.record("otp_verify_address", client, now)
     if failure is not None:
         raise failure
     return result
 
 
-def _dead(phone: str, now: dt.datetime) -> RateLimited:
-    wait = max(1, send_wait(phone, now))
-    return RateLimited(f"too many wrong codes; request a new code in {wait} s", wait)
+def _dead(limiter: Limiter, phone: str, now: dt.datetime) -> RateLimited:
+    """The 429 of a code killed by wrong tries: wait until a new code may be sent."""
+    wait = max(
+        1,
+        limiter.wait("otp_send_phone", phone, now),
+        limiter.wait("otp_send_phone_hourly", phone, now),
+    )
+    message = f"too many wrong codes; request a new code in {wait} s"
+    return RateLimited(message, wait, limit="otp_code_attempts")
 
 
-def _verify_accounts(phone: str) -> Verification:
-    found: dict[str, int] = {}
-    for kind, model in (("influencer", Influencer), ("brand", Brand)):
-        ids = (
-            model.update(is_phone_verified=True)
-            .where((model.phone == phone) & model.is_active)
-            .returning(model.id)
-            .tuples()
-            .execute()
-        )
-        for (account_id,) in ids:
-            found[kind] = account_id
-    for kind in ("influencer", "brand"):
-        if kind in found:
-            token, _ = sessions.issue(kind, found[kind])
-            return Verification(kind, found[kind], token)
-    return Verification()
+def _prove(phone: str, account_type: str | None, account_id: int | None) -> Verification:
+    target = (account_type, account_id) if account_type and account_id else None
+    if target is None:
+        target = accounts.code_target(phone, account_type)
+    if target is None or not accounts.prove_phone(target[0], target[1], phone):
+        return Verification()
+    kind, owner = target
+    token, _ = sessions.issue(kind, owner)
+    return Verification(kind, owner, token)

@@ -17,6 +17,8 @@ from cloutsy.db import database
 from cloutsy.errors import Unauthorized
 from cloutsy.models import Brand, Session, utcnow
 from cloutsy.passwords import hash_password, needs_rehash, verify_password
+from cloutsy.passwords import slot as password_slot
+from cloutsy.services.limits import Limiter
 
 TOKEN_BYTES = 32
 LIFETIME = dt.timedelta(days=30)
@@ -100,12 +102,10 @@ def revoke_all(subject_type: str, subject_id: int) -> int:
     )
 
 
-def login_brand(email: str, password: str) -> tuple[str, dt.datetime]:
-    """A token for the brand with this email and password; Unauthorized otherwise.
+def brand_by_email(email: str) -> tuple[int, str, bool] | None:
+    """(id, password hash, is_active) of the brand with this email (any case), or None.
 
-    An unknown email is checked against a dummy hash and a deactivated brand's password
-    is still verified, so every failure costs one Argon2 verification, like a success:
-    the answer and its timing do not tell whether the email has an account.
+    The one lookup of an account by email (issue 11 moves it onto email_digest).
     """
     row = (
         Brand.select(Brand.id, Brand.password, Brand.is_active)
@@ -113,13 +113,38 @@ def login_brand(email: str, password: str) -> tuple[str, dt.datetime]:
         .tuples()
         .first()
     )
-    stored = row[1] if row else None
-    if not verify_password(stored, password) or row is None or not row[2]:
+    return (row[0], row[1], row[2]) if row else None
+
+
+def login_brand(
+    email: str, password: str, limiter: Limiter, client: str
+) -> tuple[str, dt.datetime]:
+    """A token for the brand with this email and password; Unauthorized otherwise.
+
+    Failed attempts count against `login_email` and `login_address`; over either, 429
+    before any password is checked. An unknown email is checked against a dummy hash and
+    a deactivated brand's password is still verified, so every failure costs one Argon2
+    verification, like a success: the answer and its timing do not tell whether the email
+    has an account. No pooled connection is held while Argon2 runs (the route is
+    registered with db=False): a login flood cannot starve the pool.
+    """
+    email = email.lower()
+    with password_slot():  # first: under a flood, a refusal (503) costs no database work
+        with database.connected():
+            limiter.check("login_email", email)
+            limiter.check("login_address", client)
+            row = brand_by_email(email)
+        stored = row[1] if row else None
+        matched = verify_password(stored, password)
+    if not matched or row is None or not row[2]:
+        with database.connected(), database.atomic():
+            limiter.record("login_email", email)
+            limiter.record("login_address", client)
         raise Unauthorized(BAD_CREDENTIALS)
     brand_id = row[0]
     # Re-hashed with today's parameters (outside the transaction: Argon2 is slow on purpose).
     fresh = hash_password(password) if stored is not None and needs_rehash(stored) else None
-    with database.atomic():
+    with database.connected(), database.atomic():
         if fresh is not None:
             Brand.update(password=fresh).where(Brand.id == brand_id).execute()
         return issue("brand", brand_id)
