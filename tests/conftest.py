@@ -33,6 +33,7 @@ from cloutsy.config import Settings, load_settings  # noqa: E402
 from cloutsy.db import PooledDatabase, close_database, database, init_database  # noqa: E402
 
 TABLES = (
+    "idempotency_keys",
     "sessions",
     "otps",
     "brand_niches",
@@ -86,7 +87,8 @@ def truncate_all(pool: PooledDatabase) -> None:
     """Remove every row but the niche catalogue (committed tests clean up with this)."""
     with pool.connection_context():
         pool.execute_sql(
-            "TRUNCATE sessions, otps, brand_niches, influencer_niches, brands, influencers "
+            "TRUNCATE idempotency_keys, sessions, otps, brand_niches, influencer_niches, brands, "
+            "influencers "
             "RESTART IDENTITY CASCADE"
         )
         catalogue.seed_niches()

@@ -13,7 +13,9 @@ import bottle
 
 from cloutsy import queries
 from cloutsy.api import auth
+from cloutsy.api.caching import private_answer
 from cloutsy.api.http import MAX_INT, Api, body_as, json_body, path_id, query_params, single
+from cloutsy.api.idempotent import Idempotent
 from cloutsy.config import Settings
 from cloutsy.errors import BadRequest, NotFound
 from cloutsy.schemas import (
@@ -148,13 +150,29 @@ def register(api: Api, settings: Settings) -> None:
 def _register_kind(api, settings, kind, table, create_model, public, private, page, create):  # noqa: ANN001, ANN202, PLR0913
     plural = f"{kind}s"
 
+    def signed_up_again(stored: dict[str, Any]) -> str:
+        """A replayed sign-up: the account as it is now, at the same Location."""
+        body = queries.account_json(table, stored["id"], private=True) if "id" in stored else None
+        if body is None:
+            raise NotFound(f"the {kind} created with this Idempotency-Key no longer exists")
+        bottle.response.set_header("Location", f"/{plural}/{stored['id']}")
+        return body
+
     @api.route(
         "POST",
         f"/{plural}",
         summary=f"Sign up a {kind}",
         tag=plural,
         body=create_model,
-        responses={201: private, 400: ErrorOut, 409: ErrorOut, 413: ErrorOut},
+        responses={
+            201: private,
+            400: ErrorOut,
+            409: ErrorOut,
+            413: ErrorOut,
+            422: ErrorOut,
+            429: ErrorOut,
+        },
+        idempotent=Idempotent(settings, ("id",), signed_up_again),
         links={
             f"{verb}{kind.title()}": (
                 f"{op}{plural.title()}Id{suffix}",
@@ -179,6 +197,7 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         tag=plural,
         query=LIST_QUERY,
         responses={200: page, 400: ErrorOut},
+        cache="revalidate",
     )
     def browse() -> str:
         return queries.page_json(table, list_filter())
@@ -189,7 +208,9 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         summary=f"One {kind}: public view, private for itself",
         tag=plural,
         auth="optional",
-        responses={200: public, 401: ErrorOut, 404: ErrorOut},
+        responses={200: (private, public), 401: ErrorOut, 404: ErrorOut},
+        cache="revalidate",
+        vary_auth=True,
     )
     def detail(id: str) -> str:  # noqa: A002 - the path parameter's name
         account_id = path_id(id)
@@ -198,6 +219,8 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         body = queries.account_json(table, account_id, private_view)
         if body is None:
             raise NotFound(f"no such {kind}")
+        if private_view:
+            private_answer()
         return body
 
 

@@ -17,6 +17,7 @@ def register(api: Api, settings: Settings) -> None:
         summary="Active niches with account counts",
         tag="niches",
         responses={200: NicheList},
+        cache="public",
     )
     def list_niches() -> str:
         return queries.niches_json()
@@ -27,6 +28,7 @@ def register(api: Api, settings: Settings) -> None:
         summary="One niche by id or slug",
         tag="niches",
         responses={200: NicheOut, 404: ErrorOut},
+        cache="public",
     )
     def get_niche(key: str) -> str:
         found = queries.niche_json(key) if len(key) <= 100 else None

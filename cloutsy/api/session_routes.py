@@ -13,11 +13,13 @@ import bottle
 from cloutsy import queries
 from cloutsy.api import auth
 from cloutsy.api.http import Api, body_as, json_body
+from cloutsy.api.idempotent import Idempotent
 from cloutsy.config import Settings
 from cloutsy.errors import Unauthorized
 from cloutsy.schemas import (
-    AccountPrivate,
+    BrandPrivate,
     ErrorOut,
+    InfluencerPrivate,
     LoginIn,
     OtpSend,
     OtpSent,
@@ -29,6 +31,8 @@ from cloutsy.services import otp, sessions
 
 SENDER_KEY = "cloutsy.otp_sender"
 VIEWS = {"influencer": queries.INFLUENCERS, "brand": queries.BRANDS}
+# What an OTP request can be refused with (409/422: its Idempotency-Key; 429: the limits).
+REFUSED: dict[int, Any] = {s: ErrorOut for s in (400, 409, 413, 422, 429)}
 
 
 def register(api: Api, settings: Settings) -> None:
@@ -37,13 +41,29 @@ def register(api: Api, settings: Settings) -> None:
     def sender() -> otp.Sender:
         return api.app.config.get(SENDER_KEY) or default_sender
 
+    def sent_again(stored: dict[str, Any]) -> bytes:
+        """A replayed send: no new code; the first code's expiry (the code is kept hashed)."""
+        return json_body({"expiresAt": stored.get("expiresAt")}, 202)
+
+    def verified_again(stored: dict[str, Any]) -> bytes:
+        """A replayed verify: the same account, with a fresh token if it is still active."""
+        out: dict[str, Any] = {"verified": True}
+        account = stored.get("account")
+        if account:
+            token = sessions.issue_if_active(account["type"], account["id"])
+            if token is not None:
+                out["token"] = token
+                out["account"] = account
+        return json_body(out)
+
     @api.route(
         "POST",
         "/auth/otp/send",
         summary="Send a one-time code to a phone (1 per 30 s, 5 per hour)",
         tag="auth",
         body=OtpSend,
-        responses={202: OtpSent, 400: ErrorOut, 413: ErrorOut, 429: ErrorOut},
+        responses={202: OtpSent, **REFUSED},
+        idempotent=Idempotent(settings, ("expiresAt",), sent_again),
     )
     def send_otp() -> bytes:
         issued = otp.send_code(body_as(OtpSend).phone, settings.secret_key, sender())
@@ -58,7 +78,8 @@ def register(api: Api, settings: Settings) -> None:
         summary="Verify a code: marks the phone verified, a token for its account",
         tag="auth",
         body=OtpVerify,
-        responses={200: Verified, 400: ErrorOut, 413: ErrorOut, 429: ErrorOut},
+        responses={200: Verified, **REFUSED},
+        idempotent=Idempotent(settings, ("account",), verified_again),
     )
     def verify_otp() -> bytes:
         data = body_as(OtpVerify)
@@ -75,7 +96,7 @@ def register(api: Api, settings: Settings) -> None:
         summary="Brand login with email and password; a bearer token",
         tag="auth",
         body=LoginIn,
-        responses={200: TokenOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut},
+        responses={200: TokenOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 429: ErrorOut},
     )
     def brand_login() -> bytes:
         data = body_as(LoginIn)
@@ -103,7 +124,9 @@ def register(api: Api, settings: Settings) -> None:
         summary="The caller's own account (private view)",
         tag="auth",
         auth="bearer",
-        responses={200: AccountPrivate, 401: ErrorOut, 403: ErrorOut},
+        responses={200: (InfluencerPrivate, BrandPrivate), 401: ErrorOut, 403: ErrorOut},
+        cache="private",
+        vary_auth=True,
     )
     def me() -> str:
         who = auth.require_account(settings)
