@@ -285,6 +285,19 @@ def db_restore(c: Context, file: str, yes: bool = False) -> None:
         say(f"restored {file}")
 
 
+@task(name="purge")
+def db_purge(c: Context) -> None:
+    """Delete expired rows: idempotency keys older than 24 h."""
+    with edge():
+        boot()
+        from cloutsy.db import database
+        from cloutsy.services.idempotency import purge_expired
+
+        with database.connection_context():
+            keys = purge_expired()
+        say(f"purged: {keys} expired idempotency key(s)")
+
+
 # --- load --------------------------------------------------------------------------------
 
 
@@ -409,6 +422,6 @@ def notebooks(c: Context) -> None:
 
 migrate = Collection("migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create)
 seed = Collection("seed", seed_niches, seed_demo_data)
-db = Collection("db", db_backup, db_restore)
+db = Collection("db", db_backup, db_restore, db_purge)
 
 ns = Collection(migrate, seed, db, run_tests, serve, bench, notebooks, loadtest)

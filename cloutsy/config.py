@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +46,8 @@ class Settings:
     # Cut runaway queries so a slow statement answers 503, not a hung worker.
     statement_timeout_ms: int = 5000
     connect_timeout_s: int = 2
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: frozenset[str] = frozenset()
 
     @property
     def embedded(self) -> bool:
@@ -103,6 +106,24 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+
+
+def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
+    """Exact origins (`https://app.example[:port]`), comma-separated; never a wildcard."""
+    found = set()
+    for raw in env.get(name, "").split(","):
+        origin = raw.strip().lower()
+        if not origin:
+            continue
+        if not ORIGIN.match(origin):
+            raise ConfigError(
+                f"{name} must list exact origins like https://app.example, got {raw.strip()!r}"
+            )
+        found.add(origin)
+    return frozenset(found)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and check the environment; raise ConfigError naming a bad variable."""
     env = os.environ if environ is None else environ
@@ -142,6 +163,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         workers=_int(env, "CLOUTSY_WORKERS", 2, minimum=1),
         data_dir=data_dir,
         statement_timeout_ms=_int(env, "CLOUTSY_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
+        cors_origins=_origins(env, "CLOUTSY_CORS_ORIGINS"),
     )
 
 

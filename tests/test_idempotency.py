@@ -248,3 +248,30 @@ def test_simultaneous_requests_with_one_key_create_one_account(committed, wsgi_a
         from cloutsy.models import Brand
 
         assert Brand.select().where(Brand.username == "keyed").count() == 1
+
+
+def test_invoke_db_purge_deletes_expired_keys(committed):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    now = idempotency.utcnow()
+    with committed.connection_context():
+        for name, expires in (
+            ("old", now - dt.timedelta(seconds=1)),
+            ("new", now + dt.timedelta(hours=1)),
+        ):
+            IdempotencyKey.insert(
+                key_hash=name * 8, fingerprint="f" * 64, status=201, expires_at=expires
+            ).execute()
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "db.purge"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "purged: 1 expired idempotency key(s)" in result.stdout
+    with committed.connection_context():
+        assert [k.key_hash for k in IdempotencyKey.select()] == ["new" * 8]
