@@ -48,6 +48,8 @@ class Settings:
     connect_timeout_s: int = 2
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: frozenset[str] = frozenset()
+    # Seconds a worker reuses the /niches answer (0: build it on every request).
+    niches_cache_s: float = 10.0
 
     @property
     def embedded(self) -> bool:
@@ -145,6 +147,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("DATABASE_URL must start with postgresql:// or postgres://")
 
     data_dir = Path(env.get("CLOUTSY_DATA_DIR", "").strip() or PROJECT_ROOT / ".cloutsy")
+    niches_cache_s = _float(env, "CLOUTSY_NICHES_CACHE_S", 10.0)
+    if niches_cache_s > 60:  # /niches is public, max-age=60: a cached copy must not outlive it
+        raise ConfigError(f"CLOUTSY_NICHES_CACHE_S must be at most 60, got {niches_cache_s:g}")
     return Settings(
         database_url=database_url,
         postgres_host=env.get("POSTGRES_HOST", "").strip() or None,
@@ -164,6 +169,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         statement_timeout_ms=_int(env, "CLOUTSY_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
         cors_origins=_origins(env, "CLOUTSY_CORS_ORIGINS"),
+        niches_cache_s=niches_cache_s,
     )
 
 

@@ -123,8 +123,12 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 
 @pytest.fixture(scope="session")
 def app_settings(settings: Settings) -> Settings:
-    """Settings for the app under test: development, with an admin token."""
-    return settings.with_overrides(admin_token=ADMIN_TOKEN)
+    """Settings for the app under test: development, with an admin token.
+
+    No niche cache: each test's rows live in its own rolled-back transaction, so a copy
+    built in one test must not answer in the next (tests/test_niche_cache.py tests it).
+    """
+    return settings.with_overrides(admin_token=ADMIN_TOKEN, niches_cache_s=0.0)
 
 
 @pytest.fixture(scope="session")
