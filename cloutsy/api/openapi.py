@@ -63,7 +63,7 @@ IF_NONE_MATCH = {
     "in": "header",
     "required": False,
     "description": "the ETag of a copy the client holds: 304 with no body if it is current",
-    "schema": {"type": "string", "maxLength": 1024},
+    "schema": {"type": "string"},
 }
 IDEMPOTENCY_KEY = {
     "name": IDEMPOTENCY_HEADER,
