@@ -282,7 +282,8 @@ class Endpoint:
     path_params: tuple[dict[str, Any], ...] = ()
     # OpenAPI links from the first 2xx response: name -> (operationId, parameters)
     links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
-    # Cache-Control of a 200 GET (caching.POLICIES); the answer depends on Authorization.
+    # Cache-Control of a 200 GET (caching.POLICIES); vary_auth: the answer depends on the
+    # caller (Vary: Authorization).
     cache: str | None = None
     vary_auth: bool = False
     # Accepts an Idempotency-Key (CONTRACT §5 "Idempotent retries").
