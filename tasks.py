@@ -423,7 +423,7 @@ def db_verify(c: Context, backup: str | None = None) -> None:
 
 @task(name="purge", help={"batch": "rows deleted per transaction (default 1000)"})
 def db_purge(c: Context, batch: int = 1000) -> None:
-    """Delete expired OTP codes, sessions and limit counters, in batches (safe while serving)."""
+    """Delete expired OTP codes, sessions, limit counters and idempotency keys, in batches."""
     with edge():
         boot()
         from cloutsy.db import database

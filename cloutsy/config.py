@@ -95,6 +95,10 @@ class Settings:
     )
     # Peers whose X-Forwarded-For is believed for the client address.
     trusted_proxies: tuple[IpNetwork, ...] = ()
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: frozenset[str] = frozenset()
+    # Seconds a worker reuses the /niches answer (0: build it on every request).
+    niches_cache_s: float = 10.0
 
     @property
     def embedded(self) -> bool:
@@ -250,6 +254,24 @@ def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
     return tuple(networks)
 
 
+ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+
+
+def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
+    """Exact origins (`https://app.example[:port]`), comma-separated; never a wildcard."""
+    found = set()
+    for raw in env.get(name, "").split(","):
+        origin = raw.strip().lower()
+        if not origin:
+            continue
+        if not ORIGIN.match(origin):
+            raise ConfigError(
+                f"{name} must list exact origins like https://app.example, got {raw.strip()!r}"
+            )
+        found.add(origin)
+    return frozenset(found)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and check the environment; raise ConfigError naming a bad variable."""
     env = os.environ if environ is None else environ
@@ -284,6 +306,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     data_dir = Path(env.get("CLOUTSY_DATA_DIR", "").strip() or PROJECT_ROOT / ".cloutsy")
     backup_dir = Path(env.get("CLOUTSY_BACKUP_DIR", "").strip() or PROJECT_ROOT / "backups")
     server_pgdata = env.get("CLOUTSY_PGDATA", "").strip()
+    niches_cache_s = _float(env, "CLOUTSY_NICHES_CACHE_S", 10.0)
+    if niches_cache_s > 60:  # /niches is public, max-age=60: a cached copy must not outlive it
+        raise ConfigError(f"CLOUTSY_NICHES_CACHE_S must be at most 60, got {niches_cache_s:g}")
     return Settings(
         database_url=database_url,
         postgres_host=postgres_host,
@@ -311,6 +336,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         analytics_database_url=_url(env, "ANALYTICS_DATABASE_URL"),
         rate_limits=parse_rate_limits(env.get("CLOUTSY_RATE_LIMITS", "")),
         trusted_proxies=parse_networks(env.get("CLOUTSY_TRUSTED_PROXIES", "")),
+        cors_origins=_origins(env, "CLOUTSY_CORS_ORIGINS"),
+        niches_cache_s=niches_cache_s,
     )
 
 

@@ -9,6 +9,7 @@ CloutsyError                  code               HTTP
 ├── MethodNotAllowed          method_not_allowed  405
 ├── Conflict                  conflict            409  (details[0].field names the value)
 ├── PayloadTooLarge           payload_too_large   413
+├── IdempotencyKeyReused      idempotency_key_reused 422
 ├── RateLimited               rate_limited        429  (retry_after seconds)
 └── Unavailable               unavailable         503  (database down, pool exhausted)
 """
@@ -87,6 +88,12 @@ class PayloadTooLarge(CloutsyError):
     """The request body is too large."""
 
     status, code = 413, "payload_too_large"
+
+
+class IdempotencyKeyReused(CloutsyError):
+    """This Idempotency-Key was already used with a different body."""
+
+    status, code = 422, "idempotency_key_reused"
 
 
 class RateLimited(CloutsyError):

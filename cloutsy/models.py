@@ -23,6 +23,7 @@ from peewee import (
     IntegerField,
     Model,
     ModelIndex,
+    SmallIntegerField,
     TextField,
 )
 from playhouse.postgres_ext import DateTimeTZField
@@ -243,6 +244,21 @@ class RateLimitHit(BaseModel):
         indexes = ((("name", "key_hash", "at"), False),)
 
 
+class IdempotencyKey(BaseModel):
+    """One Idempotency-Key of one caller on one route (services/idempotency.py); no PII."""
+
+    id = BigAutoField()
+    key_hash = CharField(max_length=64, unique=True)  # HMAC of caller, route and key
+    fingerprint = CharField(max_length=64)  # HMAC of route and body, never the body
+    status = SmallIntegerField(null=True)  # null while the first request runs
+    response = TextField(null=True)  # JSON: only what renders the answer again
+    created_at = _created()
+    expires_at = DateTimeTZField(index=True)
+
+    class Meta:
+        table_name = "idempotency_keys"
+
+
 def _expression_indexes() -> None:
     """Indexes on expressions, which peewee declares outside the field list."""
     for model in (Influencer, Brand):
@@ -271,6 +287,7 @@ MODELS: list[type[BaseModel]] = [
     Session,
     PhoneChange,
     RateLimitHit,
+    IdempotencyKey,
 ]
 
 # Unique constraint or index name -> the JSON field a 409 names.

@@ -20,7 +20,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    RootModel,
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
@@ -118,6 +117,19 @@ def _niche_ids(value: list[int]) -> list[int]:
     return value
 
 
+def _no_null_defaults(schema: dict[str, Any]) -> None:
+    """Drop `default: null` from fields whose type does not allow null (PATCH fields that
+    may be left out but never cleared): it would contradict their type and fail validation."""
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None and "anyOf" not in prop:
+            del prop["default"]
+
+
+def _absent() -> Any:
+    """The default of a PATCH field that can be omitted but not cleared (null is refused)."""
+    return Field(default=None)
+
+
 def _doc(**schema: Any) -> Any:
     """Describe a rule in the JSON schema only (the validators above enforce it, with messages)."""
     return Field(json_schema_extra=schema)
@@ -185,10 +197,12 @@ class InfluencerUpdate(Schema):
     validation error naming the field); leaving them out keeps them.
     """
 
-    name: Name = Field(default=None)  # type: ignore[assignment]  # absent, never null
-    username: Username = Field(default=None)  # type: ignore[assignment]  # absent, never null
-    email: Email = Field(default=None)  # type: ignore[assignment]  # absent, never null
-    phone: Phone = Field(default=None)  # type: ignore[assignment]  # absent, never null
+    model_config = ConfigDict(json_schema_extra=_no_null_defaults)
+
+    name: Name = _absent()  # type: ignore[assignment]  # absent, never null
+    username: Username = _absent()  # type: ignore[assignment]  # absent, never null
+    email: Email = _absent()  # type: ignore[assignment]  # absent, never null
+    phone: Phone = _absent()  # type: ignore[assignment]  # absent, never null
     date_of_birth: DateOfBirth | None = None
     gender: Gender | None = None
     bio: Bio | None = None
@@ -224,10 +238,12 @@ class BrandCreate(BrandProfile):
 class BrandUpdate(BrandProfile):
     """A partial update like InfluencerUpdate; the password is not changed this way."""
 
-    email: Email = Field(default=None)  # type: ignore[assignment]  # absent, never null
-    phone: Phone = Field(default=None)  # type: ignore[assignment]  # absent, never null
-    brand_name: Short = Field(default=None)  # type: ignore[assignment]  # absent, never null
-    username: Username = Field(default=None)  # type: ignore[assignment]  # absent, never null
+    model_config = ConfigDict(json_schema_extra=_no_null_defaults)
+
+    email: Email = _absent()  # type: ignore[assignment]  # absent, never null
+    phone: Phone = _absent()  # type: ignore[assignment]  # absent, never null
+    brand_name: Short = _absent()  # type: ignore[assignment]  # absent, never null
+    username: Username = _absent()  # type: ignore[assignment]  # absent, never null
 
 
 class NicheSet(Schema):
@@ -238,9 +254,10 @@ class NicheSet(Schema):
 
 
 class View(Schema):
-    """A response body; the private view adds fields to the public one, so extras are allowed."""
+    """A response body, exactly: no field beyond those declared (`additionalProperties: false`),
+    so a public view never validates as a private one and `oneOf` tells them apart."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
 
 class NicheRef(View):
@@ -428,10 +445,6 @@ class Verified(View):
 class TokenOut(View):
     token: str
     expires_at: dt.datetime
-
-
-class AccountPrivate(RootModel[InfluencerPrivate | BrandPrivate]):
-    """The caller's own account (GET /me): an influencer's or a brand's private view."""
 
 
 # --- parsing -------------------------------------------------------------------------------

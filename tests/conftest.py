@@ -35,6 +35,7 @@ from cloutsy.db import PooledDatabase, close_database, database, init_database  
 TABLES = (
     "rate_limit_hits",
     "phone_changes",
+    "idempotency_keys",
     "sessions",
     "otps",
     "brand_niches",
@@ -88,8 +89,8 @@ def truncate_all(pool: PooledDatabase) -> None:
     """Remove every row but the niche catalogue (committed tests clean up with this)."""
     with pool.connection_context():
         pool.execute_sql(
-            "TRUNCATE rate_limit_hits, phone_changes, sessions, otps, brand_niches, "
-            "influencer_niches, brands, influencers "
+            "TRUNCATE idempotency_keys, rate_limit_hits, phone_changes, sessions, otps, "
+            "brand_niches, influencer_niches, brands, influencers "
             "RESTART IDENTITY CASCADE"
         )
         catalogue.seed_niches()
@@ -124,8 +125,12 @@ ADMIN_TOKEN = "test-admin-token-0123456789-abcdefghij"  # >= 32 characters (issu
 
 @pytest.fixture(scope="session")
 def app_settings(settings: Settings) -> Settings:
-    """Settings for the app under test: development, with an admin token."""
-    return settings.with_overrides(admin_token=ADMIN_TOKEN)
+    """Settings for the app under test: development, with an admin token.
+
+    No niche cache: each test's rows live in its own rolled-back transaction, so a copy
+    built in one test must not answer in the next (tests/test_niche_cache.py tests it).
+    """
+    return settings.with_overrides(admin_token=ADMIN_TOKEN, niches_cache_s=0.0)
 
 
 @pytest.fixture(scope="session")

@@ -224,3 +224,45 @@ def test_the_report_says_what_prepared_statements_off_cost_the_reads() -> None:
     assert "by id: 0.75x the prepared service's req/s (1.88x baseline, 0 errors)" in note
     assert "by niche: 0.90x" in note and "1 errors" in note
     assert _unprepared_notes(rows[:1]) == []
+
+
+def test_the_304_row_is_compared_with_the_baselines_full_read() -> None:
+    from cloutsy.bench.runner import REVALIDATE
+
+    rounds = [
+        {
+            ("by id", "service"): _result(1000, 4.0),
+            ("by id", "baseline"): _result(500, 8.0),
+            (REVALIDATE, "service"): _result(2000, 2.0),
+        }
+    ]
+    rows = {(r.endpoint, r.stack): r for r in summarise(rounds)}
+    assert rows[(REVALIDATE, "service")].ratio == pytest.approx(4.0)
+
+
+def test_revalidation_tag_checks_the_server_answers_an_empty_304(committed, wsgi_app) -> None:
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from cloutsy.bench.runner import revalidation_tag
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with committed.connection_context():
+        person = Influencer.create(
+            name="Bench", username="bench304", email="b304@example.com", phone="+919812300304"
+        )
+    server = make_server("127.0.0.1", 0, wsgi_app, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        tag = revalidation_tag(base, f"/influencers/{person.id}")
+        assert tag.startswith('W/"')
+        with pytest.raises(BenchError, match="no ETag"):
+            revalidation_tag(base, "/influencers/999999")
+    finally:
+        server.shutdown()
+        server.server_close()

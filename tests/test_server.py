@@ -216,6 +216,9 @@ def test_openapi_describes_every_route(live_server, wsgi_app):
 
 
 def test_schemathesis_finds_no_server_error_nor_schema_break(live_server):
+    # `--checks all` includes response_headers_conformance: every header the document marks
+    # required (X-Request-Id, Cache-Control, ETag on GETs, Vary, Location, Retry-After) must
+    # be present and match its schema, besides the bodies and status codes.
     started = time.monotonic()
     result = subprocess.run(
         [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bottle
 
 from cloutsy import replicas
-from cloutsy.api import accounts, http, metrics, niches, ops, session_routes
+from cloutsy.api import accounts, cors, http, metrics, niches, ops, session_routes
 from cloutsy.config import Settings
 from cloutsy.db import current
 from cloutsy.services.limits import Limiter
@@ -17,6 +17,7 @@ def create_app(settings: Settings) -> bottle.Bottle:
     app.config["json.disable"] = True  # routes return JSON text or bytes themselves
     app.config["cloutsy.settings"] = settings
     http.install(app)
+    cors.install(app, settings.cors_origins)
     api = http.Api(app, Limiter(settings.rate_limits, settings.secret_key))
     app.config["cloutsy.api"] = api
     ops.register(api, settings)

@@ -13,7 +13,17 @@ import bottle
 
 from cloutsy import queries
 from cloutsy.api import auth
-from cloutsy.api.http import Api, body_as, client_address, json_body, path_id, query_params, single
+from cloutsy.api.caching import private_answer
+from cloutsy.api.http import (
+    Api,
+    body_as,
+    client_address,
+    json_body,
+    path_id,
+    query_params,
+    single,
+)
+from cloutsy.api.idempotent import Idempotent
 from cloutsy.config import Settings
 from cloutsy.errors import BadRequest, NotFound
 from cloutsy.schemas import (
@@ -123,6 +133,7 @@ def register(api: Api, settings: Settings) -> None:
             InfluencerPublic,
             InfluencerPrivate,
             InfluencerPage,
+            accounts.admit_influencer,
             accounts.create_influencer,
         ),
         "brand": (
@@ -131,11 +142,14 @@ def register(api: Api, settings: Settings) -> None:
             BrandPublic,
             BrandPrivate,
             BrandPage,
+            accounts.admit_brand,
             accounts.create_brand,
         ),
     }
-    for kind, (table, create_model, public, private, page, create) in kinds.items():
-        _register_kind(api, settings, kind, table, create_model, public, private, page, create)
+    for kind, (table, create_model, public, private, page, admit, create) in kinds.items():
+        _register_kind(
+            api, settings, kind, table, create_model, public, private, page, admit, create
+        )
     self_service = (
         (accounts.INFLUENCER, InfluencerUpdate, InfluencerPrivate, accounts.update_influencer),
         (accounts.BRAND, BrandUpdate, BrandPrivate, accounts.update_brand),
@@ -144,8 +158,20 @@ def register(api: Api, settings: Settings) -> None:
         _register_self_service(api, settings, kind_, update_model, private_model, update)
 
 
-def _register_kind(api, settings, kind, table, create_model, public, private, page, create):  # noqa: ANN001, ANN202, PLR0913
+def _register_kind(api, settings, kind, table, create_model, public, private, page, admit, create):  # noqa: ANN001, ANN202, PLR0913, E501
     plural = f"{kind}s"
+
+    def admitted() -> dict[str, Any]:
+        """Validate, count the sign-up and do its slow work before any key or write."""
+        return admit(body_as(create_model), api.limiter, client_address(settings.trusted_proxies))
+
+    def signed_up_again(stored: dict[str, Any]) -> str:
+        """A replayed sign-up: the account as it is now, at the same Location."""
+        body = queries.account_json(table, stored["id"], private=True) if "id" in stored else None
+        if body is None:
+            raise NotFound(f"the {kind} created with this Idempotency-Key no longer exists")
+        bottle.response.set_header("Location", f"/{plural}/{stored['id']}")
+        return body
 
     @api.route(
         "POST",
@@ -158,12 +184,14 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
             400: ErrorOut,
             409: ErrorOut,
             413: ErrorOut,
+            422: ErrorOut,
             429: ErrorOut,
             503: ErrorOut,
         },
         # A brand's password is hashed while no pooled connection is held (the service
         # connects around its database work).
         db=kind != "brand",
+        idempotent=Idempotent(settings, ("id",), signed_up_again, prepare=admitted),
         links={
             f"{verb}{kind.title()}": (
                 f"{op}{plural.title()}Id{suffix}",
@@ -177,10 +205,8 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
             )
         },
     )
-    def sign_up() -> str:
-        data = body_as(create_model)
-        client = client_address(settings.trusted_proxies)
-        account_id, body = create(data, api.limiter, client)
+    def sign_up(**prepared: Any) -> str:
+        account_id, body = create(body_as(create_model), **prepared)
         return created(kind, account_id, body)
 
     @api.route(
@@ -191,6 +217,7 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         query=LIST_QUERY,
         responses={200: page, 400: ErrorOut},
         replica=True,
+        cache="revalidate",
     )
     def browse() -> str:
         return queries.page_json(table, list_filter())
@@ -201,8 +228,10 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         summary=f"One {kind}: public view, private for itself",
         tag=plural,
         auth="optional",
-        responses={200: public, 401: ErrorOut, 404: ErrorOut},
+        responses={200: (private, public), 401: ErrorOut, 404: ErrorOut},
         replica=True,  # the public view only: a private one is read from the primary
+        cache="revalidate",
+        vary_auth=True,
     )
     def detail(id: str) -> str:  # noqa: A002 - the path parameter's name
         account_id = path_id(id)
@@ -211,6 +240,8 @@ def _register_kind(api, settings, kind, table, create_model, public, private, pa
         body = queries.account_json(table, account_id, private_view)
         if body is None:
             raise NotFound(f"no such {kind}")
+        if private_view:
+            private_answer()
         return body
 
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import bottle
@@ -25,7 +25,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from pydantic import BaseModel
 
 from cloutsy import replicas
-from cloutsy.api import metrics
+from cloutsy.api import caching, metrics
 from cloutsy.config import IpNetwork
 from cloutsy.db import database
 from cloutsy.errors import (
@@ -49,6 +49,7 @@ MAX_BODY = 64 * 1024
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 M = TypeVar("M", bound=BaseModel)
+Body = type[BaseModel] | tuple[type[BaseModel], ...] | None
 
 
 # --- responses ---------------------------------------------------------------------------
@@ -149,6 +150,10 @@ class RequestPlugin:
         public_read = route.config.get("replica", False)
         writes = route.method in WRITE_METHODS
         template = route.rule
+        # GET answers get ETag / Cache-Control / Vary here, once for every route (§5).
+        finish = caching.finisher(route.config.get("cache"), route.config.get("vary_auth", False))
+        if route.method != "GET":
+            finish = None
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             environ = bottle.request.environ
@@ -164,12 +169,13 @@ class RequestPlugin:
                     database.connect()
                     opened = True
                 if replicas.current is None:
-                    return callback(*args, **kwargs)
-                with replicas.public_reads(public_read and may_read_replica()):
-                    body = callback(*args, **kwargs)
-                if writes and resp.status_code < 400 and self.read_your_writes_s > 0:
-                    note_write(self.read_your_writes_s)
-                return body
+                    out = callback(*args, **kwargs)
+                else:
+                    with replicas.public_reads(public_read and may_read_replica()):
+                        out = callback(*args, **kwargs)
+                    if writes and resp.status_code < 400 and self.read_your_writes_s > 0:
+                        note_write(self.read_your_writes_s)
+                return finish(out) if finish is not None else out
             except CloutsyError as exc:
                 code = exc.code
                 if isinstance(exc, RateLimited) and exc.limit:
@@ -235,7 +241,10 @@ def install(app: bottle.Bottle) -> None:
 
     @app.hook("after_request")
     def tag_response() -> None:
-        bottle.response.set_header("X-Request-Id", bottle.request.environ["cloutsy.request_id"])
+        resp = bottle.response
+        resp.set_header("X-Request-Id", bottle.request.environ["cloutsy.request_id"])
+        if "Cache-Control" not in resp.headers:  # safe default: nothing stored anywhere
+            resp.set_header("Cache-Control", caching.PRIVATE)
 
     settings = app.config.get("cloutsy.settings")
     app.install(RequestPlugin(settings.read_your_writes_s if settings else 0.0))
@@ -245,8 +254,14 @@ def install(app: bottle.Bottle) -> None:
 
 
 def read_body() -> bytes:
-    """The raw JSON body: 413 before reading when over 64 KiB, 400 for another content type."""
+    """The raw JSON body: 413 before reading when over 64 KiB, 400 for another content type.
+
+    Read once per request (the idempotency layer fingerprints it before the handler parses it).
+    """
     environ = bottle.request.environ
+    cached: bytes | None = environ.get("cloutsy.body")
+    if cached is not None:
+        return cached
     length_header = environ.get("CONTENT_LENGTH") or ""
     if length_header:
         try:
@@ -262,6 +277,7 @@ def read_body() -> bytes:
     data = stream.read(int(length_header)) if length_header else stream.read(MAX_BODY + 1)
     if len(data) > MAX_BODY:
         raise PayloadTooLarge(f"the body must be at most {MAX_BODY // 1024} KiB")
+    environ["cloutsy.body"] = data
     return data
 
 
@@ -348,11 +364,24 @@ class Endpoint:
     tag: str
     auth: str | None = None
     body: type[BaseModel] | None = None
-    responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    # A status's body: one model, several (oneOf: e.g. public or private view), or none.
+    responses: dict[int, Body] = field(default_factory=dict)
     query: tuple[dict[str, Any], ...] = ()
     path_params: tuple[dict[str, Any], ...] = ()
     # OpenAPI links from the first 2xx response: name -> (operationId, parameters)
     links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # Cache-Control of a 200 GET (caching.POLICIES); vary_auth: the answer depends on the
+    # caller (Vary: Authorization).
+    cache: str | None = None
+    vary_auth: bool = False
+    # Accepts an Idempotency-Key (CONTRACT §5 "Idempotent retries").
+    idempotent: bool = False
+
+
+class Wrapper(Protocol):
+    """Something that wraps a route's handler (the idempotency layer)."""
+
+    def wrap(self, fn: Callable[..., Any], route: str) -> Callable[..., Any]: ...
 
 
 class Api:
@@ -372,19 +401,32 @@ class Api:
         tag: str,
         auth: str | None = None,
         body: type[BaseModel] | None = None,
-        responses: dict[int, type[BaseModel] | None] | None = None,
+        responses: dict[int, Body] | None = None,
         query: tuple[dict[str, Any], ...] = (),
         links: dict[str, tuple[str, dict[str, str]]] | None = None,
         db: bool = True,
         replica: bool = False,
+        cache: str | None = None,
+        vary_auth: bool = False,
+        idempotent: Wrapper | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register `fn` for METHOD path (OpenAPI `{name}` placeholders); `replica`: a public
-        read that a streaming replica may answer (CONTRACT §10)."""
+        """Register `fn` for METHOD path (OpenAPI `{name}` placeholders).
+
+        `replica`: a public read that a streaming replica may answer (CONTRACT §10).
+        `cache` names the Cache-Control of its 200 GET answers (caching.POLICIES; none:
+        `private, no-store`), `vary_auth` says the answer depends on the caller, and
+        `idempotent` wraps the handler so it honours an Idempotency-Key.
+        """
+        if cache is not None and cache not in caching.POLICIES:
+            raise ValueError(f"unknown cache policy {cache!r}")
         names = re.findall(r"{(\w+)}", path)
         rule = re.sub(r"{(\w+)}", r"<\1>", path)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.app.route(rule, method, fn, db=db, replica=replica)
+            handler = idempotent.wrap(fn, f"{method} {path}") if idempotent else fn
+            self.app.route(
+                rule, method, handler, db=db, replica=replica, cache=cache, vary_auth=vary_auth
+            )
             params = tuple(
                 {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                 for n in names
@@ -401,6 +443,9 @@ class Api:
                     query,
                     params,
                     links or {},
+                    cache,
+                    vary_auth,
+                    idempotent is not None,
                 )
             )
             return fn

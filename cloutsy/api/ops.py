@@ -98,6 +98,7 @@ def register(api: Api, settings: Settings) -> None:
         tag="operations",
         responses={200: None},
         db=False,
+        cache="revalidate",
     )
     def openapi_json() -> bytes:
         if not document:  # built once, on first use: every route is registered by then

@@ -13,11 +13,13 @@ import bottle
 from cloutsy import passwords, queries
 from cloutsy.api import auth
 from cloutsy.api.http import Api, body_as, client_address, json_body
+from cloutsy.api.idempotent import Idempotent
 from cloutsy.config import Settings
 from cloutsy.errors import Unauthorized
 from cloutsy.schemas import (
-    AccountPrivate,
+    BrandPrivate,
     ErrorOut,
+    InfluencerPrivate,
     LoginIn,
     OtpSend,
     OtpSent,
@@ -29,6 +31,8 @@ from cloutsy.services import otp, sessions
 
 SENDER_KEY = "cloutsy.otp_sender"
 VIEWS = {"influencer": queries.INFLUENCERS, "brand": queries.BRANDS}
+# What an OTP request can be refused with (409/422: its Idempotency-Key; 429: the limits).
+REFUSED: dict[int, Any] = {s: ErrorOut for s in (400, 409, 413, 422, 429)}
 
 
 def register(api: Api, settings: Settings) -> None:
@@ -37,13 +41,29 @@ def register(api: Api, settings: Settings) -> None:
     def sender() -> otp.Sender:
         return api.app.config.get(SENDER_KEY) or default_sender
 
+    def sent_again(stored: dict[str, Any]) -> bytes:
+        """A replayed send: no new code; the first code's expiry (the code is kept hashed)."""
+        return json_body({"expiresAt": stored.get("expiresAt")}, 202)
+
+    def verified_again(stored: dict[str, Any]) -> bytes:
+        """A replayed verify: the same account, with a fresh token if it is still active."""
+        out: dict[str, Any] = {"verified": True}
+        account = stored.get("account")
+        if account:
+            token = sessions.issue_if_active(account["type"], account["id"])
+            if token is not None:
+                out["token"] = token
+                out["account"] = account
+        return json_body(out)
+
     @api.route(
         "POST",
         "/auth/otp/send",
         summary="Send a one-time code to a phone, for one account (limits: CLOUTSY_RATE_LIMITS)",
         tag="auth",
         body=OtpSend,
-        responses={202: OtpSent, 400: ErrorOut, 413: ErrorOut, 429: ErrorOut},
+        responses={202: OtpSent, **REFUSED},
+        idempotent=Idempotent(settings, ("expiresAt",), sent_again),
     )
     def send_otp() -> bytes:
         data = body_as(OtpSend)
@@ -62,7 +82,8 @@ def register(api: Api, settings: Settings) -> None:
         summary="Verify a code: marks the phone verified, a token for its account",
         tag="auth",
         body=OtpVerify,
-        responses={200: Verified, 400: ErrorOut, 409: ErrorOut, 413: ErrorOut, 429: ErrorOut},
+        responses={200: Verified, **REFUSED},
+        idempotent=Idempotent(settings, ("account",), verified_again),
     )
     def verify_otp() -> bytes:
         data = body_as(OtpVerify)
@@ -119,7 +140,9 @@ def register(api: Api, settings: Settings) -> None:
         summary="The caller's own account (private view)",
         tag="auth",
         auth="bearer",
-        responses={200: AccountPrivate, 401: ErrorOut, 403: ErrorOut},
+        responses={200: (InfluencerPrivate, BrandPrivate), 401: ErrorOut, 403: ErrorOut},
+        cache="private",
+        vary_auth=True,
     )
     def me() -> str:
         who = auth.require_account(settings)

@@ -46,6 +46,10 @@ WARMUP_S = 3
 POOL_MAX = 5
 TARGET_RATIO = 2.0
 ENDPOINTS = ("by id", "by niche")
+# A client revalidating an unchanged profile (If-None-Match -> 304), service only; its ratio
+# is taken against the baseline's full read of a profile.
+REVALIDATE = "304 by id"
+BASELINE_ENDPOINT = {REVALIDATE: "by id"}
 STACKS = ("service", "baseline", "constant")
 # The service with POSTGRES_PREPARED_STATEMENTS=false, measured right after "service".
 UNPREPARED = "no-prep"
@@ -124,10 +128,11 @@ def summarise(
     rows = []
     for endpoint, stack in keys:
         runs = [r[(endpoint, stack)] for r in rounds if (endpoint, stack) in r]
+        base = (BASELINE_ENDPOINT.get(endpoint, endpoint), baseline)
         ratios = [
-            r[(endpoint, stack)].rps / r[(endpoint, baseline)].rps
+            r[(endpoint, stack)].rps / r[base].rps
             for r in rounds
-            if (endpoint, stack) in r and (endpoint, baseline) in r and r[(endpoint, baseline)].rps
+            if (endpoint, stack) in r and base in r and r[base].rps
         ]
         rows.append(
             Row(
@@ -214,6 +219,26 @@ def fetch(base: str, path: str, timeout: float = 10.0) -> tuple[int, Any]:
         with contextlib.suppress(ValueError):
             return exc.code, json.loads(body or b"null")
         return exc.code, None
+
+
+def revalidation_tag(base: str, path: str, timeout: float = 10.0) -> str:
+    """The ETag of base+path, checked to turn a revalidation into a 304 with no body."""
+    try:
+        with urllib.request.urlopen(base + path, timeout=timeout) as resp:
+            tag = resp.headers.get("ETag")
+    except urllib.error.HTTPError as exc:
+        raise BenchError(f"GET {path} answered {exc.code}: no ETag to revalidate") from None
+    if not tag:
+        raise BenchError(f"GET {path} carries no ETag")
+    request = urllib.request.Request(base + path, headers={"If-None-Match": tag})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    if status != 304 or body:
+        raise BenchError(f"GET {path} with If-None-Match gave {status}, not an empty 304")
+    return tag
 
 
 def answers(base: str, paths: Sequence[str]) -> dict[str, tuple[int, Any]]:
@@ -752,6 +777,14 @@ def run(settings: Settings, options: Options, progress: Progress) -> Report:
                         )
                         results[(endpoint, stack)] = result
                         progress(f"  {stack:<9}{endpoint:<10}{_brief(result)}")
+                    if stack == "service":
+                        path = load.by_id[0]
+                        tag = revalidation_tag(server.base, path)
+                        result = wrk.measure(
+                            server.base, "revalidate", [path, tag], options.duration
+                        )
+                        results[(REVALIDATE, stack)] = result
+                        progress(f"  {stack:<9}{REVALIDATE:<10}{_brief(result)}")
                     if stack == "service" and options.writes:
                         for what, r in _writes(wrk, server.base, data, load, options).items():
                             writes.setdefault(what, []).append(r)

@@ -55,16 +55,36 @@ def link_niches(
         )
 
 
-def create_influencer(data: InfluencerCreate, limiter: Limiter, client: str) -> tuple[int, str]:
+def admit_influencer(
+    data: InfluencerCreate | BrandCreate, limiter: Limiter, client: str
+) -> dict[str, Any]:
+    """Count a sign-up against `signup_address`, before its write; nothing to prepare.
+
+    Committed even if the sign-up then fails: a 409 tells whether an email is taken, so
+    probing it costs a slot.
+    """
+    with database.connected():
+        limiter.take("signup_address", client)
+    return {}
+
+
+def admit_brand(data: BrandCreate, limiter: Limiter, client: str) -> dict[str, Any]:
+    """Count a brand sign-up as `admit_influencer` does, then hash its password.
+
+    Argon2 is slow on purpose, so it runs while no pooled connection is held: the caller
+    must not hold one either (the route is registered with db=False).
+    """
+    admit_influencer(data, limiter, client)
+    return {"password_hash": hash_password(data.password)}
+
+
+def create_influencer(data: InfluencerCreate) -> tuple[int, str]:
     """Create an influencer and its niche links; return (id, private view JSON).
 
-    Counted against `signup_address` first (committed even if the sign-up then fails: a
-    409 tells whether an email is taken, so probing it costs a slot). A phone that only
-    an unproved influencer holds is released from that one (CONTRACT §6).
+    A phone that only an unproved influencer holds is released from that one (CONTRACT §6).
     """
     fields = data.model_dump(exclude={"niche_ids"}, exclude_none=True)
-    limiter.take("signup_address", client)
-    with translated(), database.atomic():
+    with database.connected(), translated(), database.atomic():
         release_unproved_claim(INFLUENCER, data.phone)
         person = Influencer.create(**fields)
         link_niches(InfluencerNiche, "influencer_id", person.id, data.niche_ids)
@@ -73,16 +93,10 @@ def create_influencer(data: InfluencerCreate, limiter: Limiter, client: str) -> 
     return person.id, body
 
 
-def create_brand(data: BrandCreate, limiter: Limiter, client: str) -> tuple[int, str]:
-    """Create a brand and its niche links, as `create_influencer` does.
-
-    The password is hashed while no pooled connection is held (Argon2 is slow on purpose):
-    the caller must not hold one either (the route is registered with db=False).
-    """
+def create_brand(data: BrandCreate, password_hash: str) -> tuple[int, str]:
+    """Create a brand (its password hashed by `admit_brand`) and its niche links."""
     fields = data.model_dump(exclude={"niche_ids", "password"}, exclude_none=True)
-    with database.connected():
-        limiter.take("signup_address", client)
-    fields["password"] = hash_password(data.password)
+    fields["password"] = password_hash
     fields["is_profile_completed"] = profile_completed(fields)
     with database.connected(), translated(), database.atomic():
         release_unproved_claim(BRAND, data.phone)

@@ -1,7 +1,7 @@
-"""Remove rows that no longer mean anything: expired codes, sessions and limit hits.
+"""Remove rows that no longer mean anything: expired codes, sessions, limit hits and keys.
 
 Each kind of leftover is one `Step` (a table and what "expired" means for it); adding a
-kind is one more line in STEPS (issue 13's idempotency keys, for instance). Rows go in
+kind is one more line in STEPS. Rows go in
 batches, each its own short transaction walking an index on the expiry column, so a
 purge never holds long locks nor bloats one huge transaction, and can be stopped and
 run again at any time.
@@ -17,7 +17,7 @@ from typing import Any
 from peewee import Expression, Model
 
 from cloutsy.db import database
-from cloutsy.models import Otp, RateLimitHit, Session
+from cloutsy.models import IdempotencyKey, Otp, RateLimitHit, Session
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ STEPS: tuple[Step, ...] = (
     # already, and the expiry index serves the whole purge.
     Step("expired sessions", Session, lambda now: Session.expires_at <= now),
     Step("limit counters", RateLimitHit, lambda now: RateLimitHit.expires_at <= now),
+    # Kept 24 h (CONTRACT §5); a replay after that is a new attempt.
+    Step("idempotency keys", IdempotencyKey, lambda now: IdempotencyKey.expires_at <= now),
 )
 
 

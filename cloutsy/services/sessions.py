@@ -15,7 +15,7 @@ from peewee import fn
 
 from cloutsy.db import database
 from cloutsy.errors import Unauthorized
-from cloutsy.models import Brand, Session, utcnow
+from cloutsy.models import Brand, Influencer, Session, utcnow
 from cloutsy.passwords import hash_password, needs_rehash, verify_password
 from cloutsy.passwords import slot as password_slot
 from cloutsy.services.limits import Limiter
@@ -71,6 +71,14 @@ def issue(subject_type: str, subject_id: int) -> tuple[str, dt.datetime]:
         expires_at=expires,
     )
     return token, expires
+
+
+def issue_if_active(subject_type: str, subject_id: int) -> str | None:
+    """A new token for an account that is still active, else None (a replayed OTP verify)."""
+    model = Influencer if subject_type == "influencer" else Brand
+    if not model.select().where((model.id == subject_id) & model.is_active).exists():
+        return None
+    return issue(subject_type, subject_id)[0]
 
 
 def authenticate(token: str) -> Caller | None:
