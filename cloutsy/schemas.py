@@ -329,7 +329,9 @@ class DatabaseHealth(View):
 
 
 class HealthOut(View):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
+    # Why the service is degraded (pending migrations, schema differing from the models).
+    reason: str | None = None
     database: DatabaseHealth
 
 
