@@ -80,6 +80,16 @@ def internal_error(exc: BaseException) -> bytes:
     return error_response(error)
 
 
+def compact(text: str) -> bytes:
+    """JSON text PostgreSQL built (`{"id" : 1, …}`) re-spaced like every other answer.
+
+    PostgreSQL's json_build_object/json_agg put spaces around `:` and `,` (and jsonb would
+    reorder the keys), so the edge re-serialises with orjson: keys keep their order,
+    and it costs about 3 us per KiB of body (measured: README, API).
+    """
+    return orjson.dumps(orjson.loads(text))
+
+
 def json_body(payload: Any, status: int = 200) -> bytes:
     bottle.response.status = status
     return dumps(payload)
@@ -116,7 +126,9 @@ class RequestPlugin:
                 if needs_db and database.is_closed():
                     database.connect()
                     opened = True
-                return callback(*args, **kwargs)
+                result = callback(*args, **kwargs)
+                # A handler returns str only for JSON PostgreSQL built (bytes otherwise).
+                return compact(result) if isinstance(result, str) and result else result
             except CloutsyError as exc:
                 code = exc.code
                 return error_response(exc)

@@ -56,7 +56,7 @@ def link_niches(
 def create_influencer(data: InfluencerCreate) -> tuple[int, str]:
     """Create an influencer and its niche links; return (id, private view JSON)."""
     fields = data.model_dump(exclude={"niche_ids"}, exclude_none=True)
-    with translated(), database.atomic():
+    with translated(Influencer, fields), database.atomic():
         person = Influencer.create(**fields)
         link_niches(InfluencerNiche, "influencer_id", person.id, data.niche_ids)
         body = queries.account_json(queries.INFLUENCERS, person.id, private=True)
@@ -69,7 +69,7 @@ def create_brand(data: BrandCreate) -> tuple[int, str]:
     fields = data.model_dump(exclude={"niche_ids", "password"}, exclude_none=True)
     fields["password"] = hash_password(data.password)
     fields["is_profile_completed"] = profile_completed(fields)
-    with translated(), database.atomic():
+    with translated(Brand, fields), database.atomic():
         brand = Brand.create(**fields)
         link_niches(BrandNiche, "brand_id", brand.id, data.niche_ids)
         body = queries.account_json(queries.BRANDS, brand.id, private=True)
@@ -128,7 +128,8 @@ def _profile_completed_sql(changes: dict[str, Any]) -> Expression | bool:
 def _update(kind: AccountKind, account_id: int, values: dict[Field, Any]) -> str:
     """Apply `values` to an active account and return its private view; NotFound if none."""
     model: Any = kind.model
-    with translated(), database.atomic():
+    written = {f.name: v for f, v in values.items()}
+    with translated(model, written, account_id), database.atomic():
         if values:
             changed = model.update(values).where((model.id == account_id) & model.is_active)
             if not changed.execute():
