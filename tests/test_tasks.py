@@ -246,3 +246,35 @@ def test_db_stop_works_with_stale_pgserver_bookkeeping(throwaway_server):
 def test_db_tasks_refuse_a_configured_server():
     result = run_task("db.stop", DATABASE_URL=UNREACHABLE)
     assert one_line_failure(result).startswith("error: DATABASE_URL or POSTGRES_HOST is set")
+
+
+# --- quiet logs ------------------------------------------------------------------------------
+
+
+def test_the_secret_key_warning_is_logged_once_per_process(caplog, monkeypatch):
+    from cloutsy import config
+
+    monkeypatch.setattr(config, "_warned", False)
+    dev = load_settings({})
+    with caplog.at_level(logging.WARNING, logger="cloutsy.config"):
+        for _ in range(3):
+            config.warn_if_insecure(dev, {})
+        config.warn_if_insecure(dev, {config.WARNED_ENV: "1"})
+    assert [r.getMessage() for r in caplog.records] == [
+        "CLOUTSY_SECRET_KEY is not set: using the development-only key"
+    ]
+
+
+@pytest.mark.slow
+def test_serve_warns_once_and_explains_its_threads_instead_of_granian(pool, tmp_path):
+    from tests.test_server import start_server
+
+    server = start_server(tmp_path, CLOUTSY_SECRET_KEY="")
+    try:
+        log = server.log.read_text()
+    finally:
+        server.stop()
+    # The task warned; the server process and its two workers did not repeat it.
+    assert log.count("CLOUTSY_SECRET_KEY is not set") == 1, log
+    assert "seems quite high" not in log, log
+    assert "2 workers of 10 threads sharing a pool of 5" in log
