@@ -91,17 +91,18 @@ def test_a_bad_argument_or_setting_is_one_line_before_any_side_effect(args, env,
     assert time.monotonic() - started < 10
 
 
-def test_connection_retries_name_host_and_database_once(caplog):
+def test_connection_retries_name_host_and_database_once(pool, caplog):
     settings = load_settings({"DATABASE_URL": UNREACHABLE, "CLOUTSY_SECRET_KEY": "x" * 20})
     try:
-        init_database(settings)
+        unreachable = init_database(settings)
         with (
             caplog.at_level(logging.INFO, logger="cloutsy.db"),
             pytest.raises(Unavailable) as failure,
         ):
             wait_for_database(timeout=1.5)
     finally:
-        init_database(load_settings())  # back to the suite's database
+        unreachable.close_all()
+        database.initialize(pool)  # back to the suite's pool, the very same object
     lines = [r.getMessage() for r in caplog.records if r.name == "cloutsy.db"]
     assert lines == ["database i17_nowhere on 127.0.0.1:1 not ready; retrying for up to 2 s"]
     assert failure.value.message.startswith(
