@@ -118,28 +118,45 @@ def _snapshot() -> dict[str, set[str]]:
     return tables
 
 
+def rollback_plan(target: str | None = None, all_: bool = False) -> list[Migration]:
+    """The applied migrations `rollback()` would revert, newest first (it raises as it would)."""
+    applied = [m for m in status() if m.applied]
+    if target is not None and target not in {m.name for m in applied}:
+        raise MigrationError(f'"{target}" is not an applied migration.')
+    plan = []
+    for migration in reversed(applied):
+        plan.append(migration)
+        if not all_ and (target is None or migration.name == target):
+            break
+    return plan
+
+
 def preview_rollback(target: str | None = None, all_: bool = False) -> RollbackPreview:
     """Run the rollback inside a transaction, note what disappears, undo it, count the rows.
 
     PostgreSQL's DDL is transactional, so this shows exactly what `rollback()` would
-    drop without a hand-kept list per migration. A short lock_timeout keeps a running
-    service from waiting long behind the preview.
+    drop without a hand-kept list per migration. A migration that runs outside a
+    transaction (`atomic = False`) is never run for a preview: it could commit.
+    A short lock_timeout keeps a running service from waiting long behind the preview.
     """
     db = current()
+    plan = rollback_plan(target, all_)
+    names = [m.name for m in plan]
+    outside = [m.name for m in plan if m.path and not getattr(m.load(), "atomic", True)]
+    if outside:
+        return RollbackPreview(names, unknown=f"{', '.join(outside)} runs outside a transaction")
     gone_tables: list[str] = []
     gone_columns: list[tuple[str, str]] = []
     with db.atomic() as txn:
         db.execute_sql("SET LOCAL lock_timeout = '2s'")
         before = _snapshot()
-        applied = [m.name for m in status() if m.applied]
         try:
             with db.atomic():
-                names = rollback(target, all_)
+                rollback(target, all_)
         except DatabaseError as exc:
             txn.rollback()
-            plan = [target] if target else (applied[::-1] if all_ else applied[-1:])
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return RollbackPreview(plan, unknown=reason)
+            return RollbackPreview(names, unknown=reason)
         after = _snapshot()
         for table, columns in sorted(before.items()):
             if table not in after:

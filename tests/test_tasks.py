@@ -208,6 +208,65 @@ def test_rollback_with_yes_in_production_takes_a_backup_first(restored_schema):
             path.unlink()
 
 
+ADD_COLUMN = """
+def up(migrator, db):
+    db.execute_sql("ALTER TABLE influencers ADD COLUMN nickname text")
+
+def down(migrator, db):
+    db.execute_sql("ALTER TABLE influencers DROP COLUMN nickname")
+"""
+OUTSIDE = """
+atomic = False
+
+def up(migrator, db):
+    db.execute_sql("CREATE INDEX influencers_i17_probe ON influencers (name)")
+
+def down(migrator, db):
+    db.execute_sql("DROP INDEX influencers_i17_probe")
+"""
+
+
+@pytest.fixture
+def extra_migrations(db, tmp_path, monkeypatch):
+    """The real migrations plus two more in a scratch folder (all inside the test transaction)."""
+    from playhouse.migrations import Runner
+
+    for path in migrations.MIGRATIONS_DIR.glob("[0-9]*.py"):
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "0900_i17_add_nickname.py").write_text(ADD_COLUMN)
+    monkeypatch.setattr(migrations, "runner", lambda: Runner(db, str(tmp_path)))
+    Influencer.create(name="A", username="a.one", email="a@example.com", phone="+919800000002")
+    migrations.apply()
+    db.execute_sql("UPDATE influencers SET nickname = 'Ace'")
+    return tmp_path
+
+
+def test_the_rollback_preview_counts_a_dropped_columns_values_and_changes_nothing(
+    extra_migrations, db
+):
+    preview = migrations.preview_rollback()
+    assert preview.lines() == [
+        "revert: 0900_i17_add_nickname",
+        "drop column influencers.nickname (1 values)",
+    ]
+    assert preview.rows == 1
+    assert "0900_i17_add_nickname" not in migrations.pending()
+    nickname = db.execute_sql("SELECT nickname FROM influencers").fetchone()[0]
+    assert nickname == "Ace"
+
+
+def test_a_migration_outside_a_transaction_is_not_run_for_a_preview(extra_migrations, db):
+    (extra_migrations / "0901_i17_outside.py").write_text(OUTSIDE)
+    migrations.apply()
+    preview = migrations.preview_rollback()
+    assert preview.lines() == [
+        "revert: 0901_i17_outside",
+        "(what it drops could not be previewed: 0901_i17_outside runs outside a transaction)",
+    ]
+    index = "SELECT count(*) FROM pg_indexes WHERE indexname = 'influencers_i17_probe'"
+    assert db.execute_sql(index).fetchone()[0] == 1  # not dropped by the preview
+
+
 # --- the embedded server: start, stop, status -------------------------------------------------
 
 
