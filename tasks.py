@@ -78,6 +78,36 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def whole(option: str, raw: str | int, minimum: int = 0, maximum: int | None = None) -> int:
+    """A task argument as a whole number in range, or a one-line `Exit` naming the option.
+
+    Numeric options are declared as strings: invoke itself would turn `--port abc` into a
+    ValueError traceback before the task runs. This is the one check for all of them,
+    and it runs before any side effect.
+    """
+    from cloutsy.config import ConfigError, whole_number
+
+    try:
+        return whole_number(option, str(raw), minimum, maximum)
+    except ConfigError as exc:
+        raise Exit(f"error: {exc}", code=2) from None
+
+
+def asked(question: str, yes: bool, refusal: str) -> bool:
+    """True with `yes` or a 'y' typed at the terminal; without a terminal, refuse with `refusal`."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise Exit(f"error: {refusal} (no terminal to ask; pass --yes)", code=1)
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def confirm(question: str, yes: bool, refusal: str) -> None:
+    """As `asked`, and a 'no' ends the task ("cancelled")."""
+    if not asked(question, yes, refusal):
+        raise Exit("cancelled", code=1)
+
+
 def auto_sync(settings) -> None:  # noqa: ANN001 - Settings, imported lazily
     """In development, apply pending migrations and seed the niche catalogue (CONTRACT §3).
 
@@ -104,32 +134,50 @@ def auto_sync(settings) -> None:  # noqa: ANN001 - Settings, imported lazily
 # --- serving -----------------------------------------------------------------------------
 
 
-@task(name="serve")
-def serve(c: Context, host: str = "", port: int = 0, workers: int = 0) -> None:
+@task(
+    name="serve",
+    help={
+        "host": "address to listen on (default CLOUTSY_HOST, 127.0.0.1)",
+        "port": "port to listen on, 1-65535 (default CLOUTSY_PORT, 8080)",
+        "workers": "server processes (default CLOUTSY_WORKERS, 2)",
+    },
+)
+def serve(c: Context, host: str = "", port: str = "", workers: str = "") -> None:
     """Serve the API with granian (development: apply migrations and seed niches first)."""
+    from cloutsy.config import PORT_MAX, WARNED_ENV
+
+    env = dict(os.environ)
+    if host:
+        env["CLOUTSY_HOST"] = host
+    if port:
+        env["CLOUTSY_PORT"] = str(whole("--port", port, 1, PORT_MAX))
+    if workers:
+        env["CLOUTSY_WORKERS"] = str(whole("--workers", workers, 1, 256))
     with edge():
+        from cloutsy.config import load_settings
+        from cloutsy.serving import metrics_dir, port_taken, server_argv
+
+        settings = load_settings(env)  # every setting checked before anything happens
+        taken = port_taken(settings.host, settings.port)
+        if taken:
+            raise Exit(
+                f"error: {taken}; stop that server or pick another port "
+                "(invoke serve --port N, or CLOUTSY_PORT)",
+                code=1,
+            )
+        os.environ.update(env)
         settings = boot(wait=30)
         from cloutsy.db import close_database
 
         auto_sync(settings)
         close_database()
-    env = dict(os.environ)
-    if host:
-        env["CLOUTSY_HOST"] = host
-    if port:
-        env["CLOUTSY_PORT"] = str(port)
-    if workers:
-        env["CLOUTSY_WORKERS"] = str(workers)
-    with edge():
-        from cloutsy.config import load_settings
-        from cloutsy.serving import metrics_dir, server_argv
-
-        settings = load_settings(env)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(settings))
+        env[WARNED_ENV] = "1"  # this task warned already; the server and workers stay quiet
         argv = server_argv(settings)
     say(
         f"serving on http://{settings.host}:{settings.port} ({settings.env}, "
-        f"{settings.workers} workers)"
+        f"{settings.workers} workers of {2 * settings.pool_max} threads sharing a pool of "
+        f"{settings.pool_max}: requests beyond it wait up to {settings.pool_timeout:g} s, then 503)"
     )
     sys.stdout.flush()
     # Replace this process: SIGTERM then reaches the server directly.
@@ -153,25 +201,25 @@ def migrate_apply(
     c: Context,
     target: str = "",
     backup: bool = True,
-    lock_timeout_ms: int = 3000,
-    attempts: int = 5,
+    lock_timeout_ms: str = "3000",
+    attempts: str = "5",
 ) -> None:
     """Apply pending migrations safely: lock_timeout + retries; production backs up first."""
+    timeout_n = whole("--lock-timeout-ms", lock_timeout_ms, minimum=1)
+    attempts_n = whole("--attempts", attempts, minimum=1, maximum=100)
     with edge():
         settings = boot()
         from cloutsy import migrations
         from cloutsy.db import database
 
-        if lock_timeout_ms < 1 or attempts < 1:
-            raise Exit("error: --lock-timeout-ms and --attempts must be positive", code=1)
         with database.connection_context():
             _, applied = migrations.migrate(
                 settings,
                 target or None,
                 backup=backup,
                 progress=say,
-                lock_timeout_ms=lock_timeout_ms,
-                attempts=attempts,
+                lock_timeout_ms=timeout_n,
+                attempts=attempts_n,
             )
         say("\n".join(f"applied: {name}" for name in applied) or "nothing to apply")
 
@@ -211,14 +259,44 @@ def migrate_status(c: Context) -> None:
         say("up to date")
 
 
-@task(name="rollback")
-def migrate_rollback(c: Context, target: str = "", all: bool = False) -> None:  # noqa: A002
-    """Revert the latest migration (or back through --target, or --all)."""
+@task(
+    name="rollback",
+    help={
+        "target": "revert every applied migration back through this one",
+        "all": "revert every applied migration",
+        "yes": "do not ask (needed without a terminal)",
+    },
+)
+def migrate_rollback(
+    c: Context,
+    target: str = "",
+    all: bool = False,  # noqa: A002
+    yes: bool = False,
+) -> None:
+    """Revert the latest migration (or back through --target, or --all), after asking."""
     with edge():
-        boot()
+        settings = boot()
         from cloutsy import migrations
         from cloutsy.db import database
 
+        with database.connection_context():
+            preview = migrations.preview_rollback(target or None, all_=all)
+        if not preview.migrations:
+            say("nothing to revert")
+            return
+        for line in preview.lines():
+            say(line)
+        confirm(
+            f"Revert {len(preview.migrations)} migration(s), dropping {preview.rows:,} "
+            "row(s)/value(s) listed above?",
+            yes,
+            "refusing to roll back without consent",
+        )
+        if settings.is_production:
+            from cloutsy.backup import backup
+
+            path = backup(settings)
+            say(f"backup written first: {os.path.relpath(path, ROOT)}")
         with database.connection_context():
             reverted = migrations.rollback(target or None, all_=all)
         say("\n".join(f"reverted: {name}" for name in reverted) or "nothing to revert")
@@ -277,15 +355,21 @@ def progress_bar(stage: str, done: int, total: int) -> None:
 )
 def seed_demo_data(
     c: Context,
-    influencers: int = 10_000,
-    brands: int = 1_000,
-    days: int = 365,
-    random_seed: int = 42,
+    influencers: str = "10000",
+    brands: str = "1000",
+    days: str = "365",
+    random_seed: str = "42",
     append: bool = False,
 ) -> None:
     """Fill the database with realistic demo accounts for the notebooks (--append to add more)."""
     import time
 
+    counts = {
+        "influencers": whole("--influencers", influencers, 0, 10_000_000),
+        "brands": whole("--brands", brands, 0, 1_000_000),
+        "days": whole("--days", days, 1, 3650),
+        "seed": whole("--random-seed", random_seed, 0, 2**32 - 1),
+    }
     with edge():
         auto_sync(boot())
         from cloutsy import demo
@@ -302,7 +386,13 @@ def seed_demo_data(
                     code=1,
                 )
             started = time.perf_counter()
-            result = demo.seed_demo(influencers, brands, days, random_seed, progress_bar)
+            result = demo.seed_demo(
+                counts["influencers"],
+                counts["brands"],
+                counts["days"],
+                counts["seed"],
+                progress_bar,
+            )
         say(
             f"demo data: {result.influencers:,} influencers ({result.influencer_niches:,} niche "
             f"links), {result.brands:,} brands ({result.brand_niches:,} niche links) "
@@ -322,38 +412,28 @@ def seed_demo_data(
         "only they needed)",
     },
 )
-def db_backup(c: Context, base: bool = False, keep: int = 0) -> None:
+def db_backup(c: Context, base: bool = False, keep: str = "0") -> None:
     """Back up to backups/ with a manifest: pg_dump, or --base for point-in-time recovery."""
     import time
 
+    keep_n = whole("--keep", keep, minimum=0)
     with edge():
-        if keep < 0:
-            raise Exit("error: --keep must be a positive number", code=1)
         settings = boot()
         started = time.perf_counter()
         if base:
             from cloutsy.pitr import base_backup
 
-            path = base_backup(settings, keep=keep, progress=say)
+            path = base_backup(settings, keep=keep_n, progress=say)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         else:
             from cloutsy.backup import backup
 
-            path = backup(settings, keep=keep)
+            path = backup(settings, keep=keep_n)
             size = path.stat().st_size
         say(
             f"backup written: {path} ({size:,} bytes, manifest beside it) "
             f"in {time.perf_counter() - started:.1f} s"
         )
-
-
-def _consent(question: str, yes: bool) -> bool:
-    """True with --yes or a 'y' typed at a terminal; without a terminal, refuse."""
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        raise Exit("error: refusing to restore without --yes (no terminal to ask)", code=1)
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 @task(
@@ -386,7 +466,12 @@ def db_restore(c: Context, file: str | None = None, to: str = "", yes: bool = Fa
             from cloutsy.pitr import restore_to
 
             started = time.perf_counter()
-            before = restore_to(settings, when, lambda q: _consent(q, yes), progress=say)
+            before = restore_to(
+                settings,
+                when,
+                lambda q: asked(q, yes, "refusing to restore without --yes"),
+                progress=say,
+            )
             say(f"restored to {when.isoformat()} in {time.perf_counter() - started:.1f} s")
             say(f"previous data kept in {before} (delete it once the restore is checked)")
             return
@@ -396,8 +481,11 @@ def db_restore(c: Context, file: str | None = None, to: str = "", yes: bool = Fa
         settings = boot()
         from cloutsy.backup import restore
 
-        if not _consent(f"Replace the contents of the configured database with {file}?", yes):
-            raise Exit("restore cancelled", code=1)
+        confirm(
+            f"Replace the contents of the configured database with {file}?",
+            yes,
+            "refusing to restore without --yes",
+        )
         restore(settings, path)
         say(f"restored {file}")
 
@@ -422,40 +510,101 @@ def db_verify(c: Context, backup: str | None = None) -> None:
 
 
 @task(name="purge", help={"batch": "rows deleted per transaction (default 1000)"})
-def db_purge(c: Context, batch: int = 1000) -> None:
+def db_purge(c: Context, batch: str = "1000") -> None:
     """Delete expired OTP codes, sessions, limit counters and idempotency keys, in batches."""
+    batch_n = whole("--batch", batch, minimum=1)
     with edge():
         boot()
         from cloutsy.db import database
         from cloutsy.models import utcnow
         from cloutsy.services.purge import purge
 
-        if batch < 1:
-            raise Exit("error: --batch must be at least 1", code=1)
-
         def show(label: str, total: int) -> None:
             say(f"  {label}: {total:,} deleted so far")
 
         with database.connection_context():
-            done = purge(utcnow(), batch, show)
+            done = purge(utcnow(), batch_n, show)
         say("purged: " + ", ".join(f"{n:,} {label}" for label, n in done.items()))
+
+
+# --- the embedded server -------------------------------------------------------------------
+
+
+def embedded_pgdata() -> Path:
+    """The embedded server's data directory; Exit when another server is configured."""
+    with edge():
+        from cloutsy.config import load_settings
+
+        settings = load_settings()
+    if not settings.embedded:
+        raise Exit(
+            "error: DATABASE_URL or POSTGRES_HOST is set: the db.start/stop/status tasks "
+            "manage only the embedded server",
+            code=1,
+        )
+    return settings.data_dir / "pgdata"
+
+
+@task(name="start")
+def db_start(c: Context) -> None:
+    """Start the embedded PostgreSQL (creating its data directory on first use)."""
+    pgdata = embedded_pgdata()
+    with edge():
+        from cloutsy import embedded
+
+        was = embedded.postmaster(pgdata)
+        embedded.server_uri(pgdata)
+        info = embedded.postmaster(pgdata) or {}
+    state = "already running" if was else "started"
+    say(f"embedded PostgreSQL {state}: pid {info.get('pid', '?')}, socket in {info.get('socket')}")
+
+
+@task(name="stop")
+def db_stop(c: Context) -> None:
+    """Stop the embedded PostgreSQL (by its postmaster pid, whatever pgserver recorded)."""
+    pgdata = embedded_pgdata()
+    with edge():
+        from cloutsy import embedded
+
+        stopped = embedded.ensure_stopped(pgdata)
+    say("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@task(name="status")
+def db_status(c: Context) -> None:
+    """Show the embedded PostgreSQL: data dir, running pid, port and socket, version, size."""
+    pgdata = embedded_pgdata()
+    with edge():
+        from cloutsy import embedded
+
+        info = embedded.postmaster(pgdata)
+        exists = (pgdata / "PG_VERSION").is_file()
+        say(f"data dir: {pgdata}" + ("" if exists else " (not created yet: invoke db.start)"))
+        if info:
+            say(f"state:    running, pid {info['pid']}")
+            say(f"socket:   {info['socket']}/.s.PGSQL.{info['port']} (port {info['port']})")
+        else:
+            say("state:    stopped")
+        say(f"version:  PostgreSQL {embedded.version()}")
+        if exists:
+            say(f"size:     {embedded.size_bytes(pgdata) / 1_048_576:,.1f} MiB")
 
 
 # --- load --------------------------------------------------------------------------------
 
 
 @task(name="loadtest")
-def loadtest(c: Context, users: int = 50, seconds: int = 60, url: str = "") -> None:
+def loadtest(c: Context, users: str = "50", seconds: str = "60", url: str = "") -> None:
     """Drive the running service with a realistic mix (locust) and check its promises."""
+    users_n = whole("--users", users, 1, 10_000)
+    seconds_n = whole("--seconds", seconds, 1, 86_400)
     with edge():
         settings = boot()
         from cloutsy import loadtest as load
 
         target = url or f"http://{settings.host}:{settings.port}"
-        if users < 1 or seconds < 1:
-            raise Exit("error: --users and --seconds must be positive", code=1)
         try:
-            report = load.run(target, users, seconds, progress=say)
+            report = load.run(target, users_n, seconds_n, progress=say)
         except RuntimeError as exc:
             raise Exit(f"error: {exc}", code=1) from None
         say(report.table())
@@ -525,8 +674,8 @@ def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
 )
 def bench(
     c: Context,
-    rounds: int = 1,
-    duration: int = 10,
+    rounds: str = "1",
+    duration: str = "10",
     scale: bool = False,
     writes: bool = True,
     fresh: bool = False,
@@ -534,13 +683,15 @@ def bench(
     unprepared: bool = True,
 ) -> None:
     """Measure the service against a hand-written psycopg2 baseline under wrk."""
+    rounds_n = whole("--rounds", rounds, 1, 100)
+    duration_n = whole("--duration", duration, 1, 3600)
     with edge():
         from cloutsy.bench.runner import Options, run
         from cloutsy.config import load_settings
 
         options = Options(
-            rounds=rounds,
-            duration=duration,
+            rounds=rounds_n,
+            duration=duration_n,
             scale=scale,
             writes=writes,
             fresh=fresh,
@@ -576,6 +727,6 @@ migrate = Collection(
     "migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create, migrate_lint
 )
 seed = Collection("seed", seed_niches, seed_demo_data)
-db = Collection("db", db_backup, db_restore, db_verify, db_purge)
+db = Collection("db", db_backup, db_restore, db_verify, db_purge, db_start, db_stop, db_status)
 
 ns = Collection(migrate, seed, db, run_tests, serve, bench, notebooks, loadtest)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -159,17 +160,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+PORT_MAX = 65535
+
+
+def whole_number(name: str, raw: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """`raw` as an int within [minimum, maximum]; ConfigError naming `name` otherwise.
+
+    The one check behind every numeric setting and task argument, so each bad value
+    gets the same one-line message before anything starts.
+    """
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw.strip()!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = (
+            f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        )
+        raise ConfigError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
+    return whole_number(name, raw, minimum, maximum)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -180,8 +198,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {raw}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number of seconds >= 0, got {raw}")
     return value
 
 
@@ -312,23 +330,25 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         database_url=database_url,
         postgres_host=postgres_host,
-        postgres_port=_int(env, "POSTGRES_PORT", 5432, minimum=1),
+        postgres_port=_int(env, "POSTGRES_PORT", 5432, minimum=1, maximum=PORT_MAX),
         postgres_user=env.get("POSTGRES_USER", "").strip() or "postgres",
         postgres_password=env.get("POSTGRES_PASSWORD", ""),
         postgres_db=env.get("POSTGRES_DB", "").strip() or "cloutsy_db",
         env=cloutsy_env,
         secret_key=secret,
         admin_token=admin_token,
-        pool_max=_int(env, "POSTGRES_POOL_MAX", 5, minimum=1),
+        pool_max=_int(env, "POSTGRES_POOL_MAX", 5, minimum=1, maximum=1000),
         pool_timeout=_float(env, "POSTGRES_POOL_TIMEOUT", 30.0),
         pool_stale=_int(env, "POSTGRES_POOL_STALE", 300, minimum=1),
         host=env.get("CLOUTSY_HOST", "").strip() or "127.0.0.1",
-        port=_int(env, "CLOUTSY_PORT", 8080, minimum=1),
-        workers=_int(env, "CLOUTSY_WORKERS", 2, minimum=1),
+        port=_int(env, "CLOUTSY_PORT", 8080, minimum=1, maximum=PORT_MAX),
+        workers=_int(env, "CLOUTSY_WORKERS", 2, minimum=1, maximum=256),
         data_dir=data_dir,
         backup_dir=backup_dir.absolute(),
         server_pgdata=Path(server_pgdata).absolute() if server_pgdata else None,
-        statement_timeout_ms=_int(env, "CLOUTSY_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
+        statement_timeout_ms=_int(
+            env, "CLOUTSY_STATEMENT_TIMEOUT_MS", 5000, minimum=0, maximum=2_147_483_647
+        ),
         replica_urls=_urls(env, "DATABASE_REPLICA_URLS"),
         replica_max_lag_s=_float(env, "CLOUTSY_REPLICA_MAX_LAG_S", 5.0),
         read_your_writes_s=_float(env, "CLOUTSY_READ_YOUR_WRITES_S", 2.0),
@@ -341,7 +361,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def warn_if_insecure(settings: Settings) -> None:
-    """Log once that the development secret is in use (never in production)."""
-    if settings.secret_key == DEV_SECRET_KEY:
-        log.warning("CLOUTSY_SECRET_KEY is not set: using the development-only key")
+# Set by `invoke serve` for the server it starts: the task has already warned once,
+# so the server process and its workers stay quiet (one warning per `serve`).
+WARNED_ENV = "CLOUTSY_SECRET_WARNING_SHOWN"
+_warned = False
+
+
+def warn_if_insecure(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """Log that the development secret is in use, once per process (never in production)."""
+    global _warned
+    env = os.environ if environ is None else environ
+    if settings.secret_key != DEV_SECRET_KEY or _warned or env.get(WARNED_ENV) == "1":
+        return
+    _warned = True
+    log.warning("CLOUTSY_SECRET_KEY is not set: using the development-only key")

@@ -274,11 +274,23 @@ def role_warnings(db: PooledDatabase) -> list[str]:
     return found
 
 
+def describe(db: PooledDatabase) -> str:
+    """`database NAME on HOST:PORT` (or on the socket directory) for messages; no credentials."""
+    params = db.connect_params
+    host = params.get("host") or "localhost"
+    where = host if str(host).startswith("/") else f"{host}:{params.get('port') or 5432}"
+    return f"database {db.database} on {where}"
+
+
 def wait_for_database(timeout: float = 30.0) -> None:
-    """Retry a first connection with backoff for up to `timeout` s, else raise Unavailable."""
+    """Retry a first connection with backoff for up to `timeout` s, else raise Unavailable.
+
+    The first failure is logged once, naming the host and database; the retries are quiet.
+    """
     db = current()
     deadline = time.monotonic() + timeout
     delay = 0.2
+    told = False
     while True:
         try:
             with db.connection_context():
@@ -292,8 +304,10 @@ def wait_for_database(timeout: float = 30.0) -> None:
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 )
                 raise Unavailable(
-                    f"database not reachable after {timeout:.0f} s: {reason}"
+                    f"{describe(db)} not reachable after {timeout:.0f} s: {reason}"
                 ) from exc
-            log.info("database not ready, retrying in %.1f s", delay)
+            if not told:
+                log.info("%s not ready; retrying for up to %.0f s", describe(db), timeout)
+                told = True
             time.sleep(delay)
             delay = min(delay * 2, 3.0)

@@ -18,11 +18,18 @@ from psycopg2 import sql
 log = logging.getLogger(__name__)
 
 
+def _pgserver():  # noqa: ANN202 - the pgserver module
+    """Import pgserver quietly: platformdirs warns that XDG_RUNTIME_DIR is unset (harmless)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    return pgserver
+
+
 def bin_dir() -> Path:
     """The embedded server's own binaries (pg_dump, pg_restore, psql, pg_ctl)."""
-    import pgserver
-
-    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+    return Path(_pgserver().__file__).parent / "pginstall" / "bin"
 
 
 def server_uri(pgdata: Path, database: str = "postgres") -> str:
@@ -110,3 +117,84 @@ def _strip_datadir(options: str) -> str:
             continue
         kept.append(part)
     return " ".join(shlex.quote(p) for p in kept)
+
+
+# --- start, stop, status: by the postmaster's own pid file, not pgserver's bookkeeping -------
+#
+# pgserver counts the processes using a server in `.handle_pids.json` and stops it only
+# when the last one exits; a crashed process leaves its pid there for ever, and then
+# nothing ever stops the server. These read `postmaster.pid` (what pg_ctl itself uses).
+
+HANDLE_PIDS = ".handle_pids.json"
+
+
+def _alive(pid: int) -> bool:
+    """True while process `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    import os
+
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def postmaster(pgdata: Path) -> dict[str, str] | None:
+    """The running server's pid, port and socket directory from postmaster.pid, or None."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    if not lines or not lines[0].strip().isdigit() or not _alive(int(lines[0])):
+        return None
+    # Lines: pid, data dir, start time, port, socket directory, listen address, shmem, status.
+    get = lines.__getitem__
+    return {
+        "pid": lines[0].strip(),
+        "port": get(3).strip() if len(lines) > 3 else "",
+        "socket": get(4).strip() if len(lines) > 4 else "",
+    }
+
+
+def version() -> str:
+    """The embedded PostgreSQL's version, e.g. `16.2`."""
+    import subprocess
+
+    out = subprocess.run(
+        [str(bin_dir() / "postgres"), "--version"], capture_output=True, text=True, timeout=10
+    ).stdout.split()
+    return out[-1] if out else "unknown"
+
+
+def size_bytes(pgdata: Path) -> int:
+    """Bytes the data directory takes on disk (its files' sizes)."""
+    total = 0
+    for path in pgdata.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:  # a file removed while we walk (WAL recycling)
+            continue
+    return total
+
+
+def forget_handles(pgdata: Path) -> None:
+    """Drop pgserver's list of processes using the server (stale once the server stopped)."""
+    (pgdata / HANDLE_PIDS).unlink(missing_ok=True)
+
+
+def ensure_stopped(pgdata: Path) -> bool:
+    """Stop the server on `pgdata` if one runs (fast shutdown); return whether one did."""
+    if postmaster(pgdata) is None:
+        forget_handles(pgdata)
+        return False
+    stop(pgdata, "fast")
+    forget_handles(pgdata)
+    return True

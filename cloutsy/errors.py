@@ -7,7 +7,7 @@ CloutsyError                  code               HTTP
 ├── Forbidden                 forbidden           403
 ├── NotFound                  not_found           404
 ├── MethodNotAllowed          method_not_allowed  405
-├── Conflict                  conflict            409  (details[0].field names the value)
+├── Conflict                  conflict            409  (details: one per taken value)
 ├── PayloadTooLarge           payload_too_large   413
 ├── IdempotencyKeyReused      idempotency_key_reused 422
 ├── RateLimited               rate_limited        429  (retry_after seconds)
@@ -82,6 +82,16 @@ class Conflict(CloutsyError):
         message = message or f"{field} is already taken"
         super().__init__(message, [{"field": field, "message": message}])
         self.field = field
+
+    @classmethod
+    def of(cls, fields: list[str]) -> Conflict:
+        """One conflict naming every taken field, a `details` entry for each."""
+        if len(fields) == 1:
+            return cls(fields[0])
+        listed = ", ".join(fields[:-1]) + " and " + fields[-1]
+        error = cls(fields[0], f"{listed} are already taken")
+        error.details = [{"field": f, "message": f"{f} is already taken"} for f in fields]
+        return error
 
 
 class PayloadTooLarge(CloutsyError):

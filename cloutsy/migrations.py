@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ __all__ = [
     "drift",
     "lint",
     "pending",
+    "preview_rollback",
     "render",
     "rollback",
     "status",
@@ -511,3 +512,104 @@ def create(name: str) -> tuple[str, SchemaDiff]:
         raise MigrationError("a migration needs a name")
     diff = drift()
     return runner().create(name, body=safe_body(name.strip(), diff)), diff
+
+
+@dataclass
+class RollbackPreview:
+    """What a rollback would revert and drop, found by running it and rolling back."""
+
+    migrations: list[str]
+    # table -> rows it holds now
+    tables: dict[str, int] = field(default_factory=dict)
+    # "table.column" -> non-null values it holds now
+    columns: dict[str, int] = field(default_factory=dict)
+    # why the preview could not run the down (a non-atomic migration), else None
+    unknown: str | None = None
+
+    def lines(self) -> list[str]:
+        """Human lines: each table and column that would go, with its row count."""
+        out = [f"revert: {name}" for name in self.migrations]
+        out += [f"drop table {t} ({n:,} rows)" for t, n in sorted(self.tables.items())]
+        out += [f"drop column {c} ({n:,} values)" for c, n in sorted(self.columns.items())]
+        if self.unknown:
+            out.append(f"(what it drops could not be previewed: {self.unknown})")
+        elif not self.tables and not self.columns:
+            out.append("no table or column is dropped")
+        return out
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values()) + sum(self.columns.values())
+
+
+SNAPSHOT = """
+SELECT c.table_name, c.column_name
+  FROM information_schema.columns c
+  JOIN information_schema.tables t USING (table_schema, table_name)
+ WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+   AND c.table_name <> 'schema_migration'
+"""
+
+
+def _snapshot() -> dict[str, set[str]]:
+    tables: dict[str, set[str]] = {}
+    for table, column in current().execute_sql(SNAPSHOT).fetchall():
+        tables.setdefault(table, set()).add(column)
+    return tables
+
+
+def rollback_plan(target: str | None = None, all_: bool = False) -> list[Migration]:
+    """The applied migrations `rollback()` would revert, newest first (it raises as it would)."""
+    applied = [m for m in status() if m.applied]
+    if target is not None and target not in {m.name for m in applied}:
+        raise MigrationError(f'"{target}" is not an applied migration.')
+    plan = []
+    for migration in reversed(applied):
+        plan.append(migration)
+        if not all_ and (target is None or migration.name == target):
+            break
+    return plan
+
+
+def preview_rollback(target: str | None = None, all_: bool = False) -> RollbackPreview:
+    """Run the rollback inside a transaction, note what disappears, undo it, count the rows.
+
+    PostgreSQL's DDL is transactional, so this shows exactly what `rollback()` would
+    drop without a hand-kept list per migration. A migration that runs outside a
+    transaction (`atomic = False`) is never run for a preview: it could commit.
+    A short lock_timeout keeps a running service from waiting long behind the preview.
+    """
+    db = current()
+    plan = rollback_plan(target, all_)
+    names = [m.name for m in plan]
+    outside = [m.name for m in plan if m.path and not getattr(m.load(), "atomic", True)]
+    if outside:
+        return RollbackPreview(names, unknown=f"{', '.join(outside)} runs outside a transaction")
+    gone_tables: list[str] = []
+    gone_columns: list[tuple[str, str]] = []
+    with db.atomic() as txn:
+        db.execute_sql("SET LOCAL lock_timeout = '2s'")
+        before = _snapshot()
+        try:
+            with db.atomic():
+                rollback(target, all_)
+        except DatabaseError as exc:
+            txn.rollback()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return RollbackPreview(names, unknown=reason)
+        after = _snapshot()
+        for table, columns in sorted(before.items()):
+            if table not in after:
+                gone_tables.append(table)
+            else:
+                gone_columns += [(table, c) for c in sorted(columns - after[table])]
+        txn.rollback()
+    preview = RollbackPreview(names)
+    with db.atomic():
+        for table in gone_tables:
+            count = db.execute_sql(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+            preview.tables[table] = int(count)
+        for table, column in gone_columns:
+            count = db.execute_sql(f'SELECT count("{column}") FROM "{table}"').fetchone()[0]
+            preview.columns[f"{table}.{column}"] = int(count)
+    return preview

@@ -372,7 +372,9 @@ class ReplicaHealth(View):
 
 
 class HealthOut(View):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
+    # Why the service is degraded (pending migrations, schema differing from the models).
+    reason: str | None = None
     database: DatabaseHealth
     replicas: list[ReplicaHealth] | None = Field(
         default=None, description="with DATABASE_REPLICA_URLS only"

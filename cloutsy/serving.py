@@ -14,7 +14,10 @@ worker closes its pool as it exits (`cloutsy.api.wsgi`).
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -35,7 +38,7 @@ def server_argv(settings: Settings) -> list[str]:
     """The granian command line for `settings` (host, port, workers, pool)."""
     access_log = "--access-log" if settings.is_development else "--no-access-log"
     return [
-        sys.executable, "-m", "granian",
+        sys.executable, "-m", "cloutsy.serving",
         "--interface", "wsgi",
         "--host", settings.host,
         "--port", str(settings.port),
@@ -47,3 +50,79 @@ def server_argv(settings: Settings) -> list[str]:
         access_log,
         APP,
     ]  # fmt: skip
+
+
+# --- a port something already listens on ---------------------------------------------------
+
+
+def _listening_inode(port: int) -> str | None:
+    """The socket inode of a TCP listener on `port`, from /proc/net/tcp{,6} (Linux)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            # local_address is HEX_IP:HEX_PORT; state 0A = LISTEN
+            if len(parts) > 9 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                return parts[9]
+    return None
+
+
+def _owner(inode: str) -> str | None:
+    """`pid N (command)` of the process holding socket `inode`, when this user may see it."""
+    target = f"socket:[{inode}]"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    name = Path(f"/proc/{pid}/comm").read_text().strip()
+                    return f"pid {pid} ({name})"
+        except OSError:
+            continue
+    return None
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Describe what already listens on host:port (None when nothing does).
+
+    granian binds with SO_REUSEPORT, so a second server on a taken port would start and
+    split the traffic with the first: connecting first is the only reliable check.
+    """
+    probe_host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
+    try:
+        with socket.create_connection((probe_host, port), timeout=1):
+            pass
+    except OSError:
+        return None
+    inode = _listening_inode(port)
+    owner = _owner(inode) if inode else None
+    return f"{host}:{port} is already in use" + (f" by {owner}" if owner else "")
+
+
+# --- granian, with its thread-count warning explained once ----------------------------------
+
+
+class _ThreadWarning(logging.Filter):
+    """Drop granian's "... Python threads, which seems quite high" on every start.
+
+    2 x pool threads per worker is deliberate (see the module docstring): `invoke serve`
+    says so once in its "serving on" line instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "seems quite high" not in record.getMessage()
+
+
+def main(argv: list[str]) -> None:
+    """Run granian's own command line with `argv`, without its thread-count warning."""
+    from granian.cli import entrypoint
+
+    logging.getLogger("_granian").addFilter(_ThreadWarning())
+    sys.argv = ["granian", *argv]
+    entrypoint()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -84,7 +84,7 @@ def create_influencer(data: InfluencerCreate) -> tuple[int, str]:
     A phone that only an unproved influencer holds is released from that one (CONTRACT §6).
     """
     fields = data.model_dump(exclude={"niche_ids"}, exclude_none=True)
-    with database.connected(), translated(), database.atomic():
+    with database.connected(), translated(Influencer, fields), database.atomic():
         release_unproved_claim(INFLUENCER, data.phone)
         person = Influencer.create(**fields)
         link_niches(InfluencerNiche, "influencer_id", person.id, data.niche_ids)
@@ -98,7 +98,7 @@ def create_brand(data: BrandCreate, password_hash: str) -> tuple[int, str]:
     fields = data.model_dump(exclude={"niche_ids", "password"}, exclude_none=True)
     fields["password"] = password_hash
     fields["is_profile_completed"] = profile_completed(fields)
-    with database.connected(), translated(), database.atomic():
+    with database.connected(), translated(Brand, fields), database.atomic():
         release_unproved_claim(BRAND, data.phone)
         brand = Brand.create(**fields)
         link_niches(BrandNiche, "brand_id", brand.id, data.niche_ids)
@@ -155,7 +155,8 @@ def _update(
     cancels a pending change; a phone another account of this kind has proved is 409.
     """
     model: Any = kind.model
-    with translated(), database.atomic():
+    written = {f.name: v for f, v in values.items()}
+    with translated(model, written, account_id), database.atomic():
         current = model.select(model.phone).where((model.id == account_id) & model.is_active)
         row = current.for_update().tuples().first()
         if row is None:
