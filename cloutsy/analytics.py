@@ -504,13 +504,16 @@ def orm_vs_raw(repeat: int = 50, budget_s: float = 0.6) -> pd.DataFrame:
 
 def _page_with_niches_lazy(limit: int) -> list[tuple[int, list[str]]]:
     """N+1 on purpose: each influencer's links, then each link's niche, fetched on access."""
-    page = Influencer.select().where(Influencer.is_active).order_by(Influencer.id.desc())
+    # Only the id: the analyst's role may not read PII columns (CONTRACT §9).
+    page = Influencer.select(Influencer.id).where(Influencer.is_active)
+    page = page.order_by(Influencer.id.desc())
     return [(i.id, sorted(link.niche.name for link in i.niche_links)) for i in page.limit(limit)]
 
 
 def _page_with_niches_eager(limit: int) -> list[tuple[int, list[str]]]:
     """prefetch() through the junction model: 3 queries whatever the page size."""
-    page = Influencer.select().where(Influencer.is_active).order_by(Influencer.id.desc())
+    page = Influencer.select(Influencer.id).where(Influencer.is_active)
+    page = page.order_by(Influencer.id.desc())
     rows = prefetch(page.limit(limit), InfluencerNiche, Niche)
     return [(i.id, sorted(link.niche.name for link in i.niche_links)) for i in rows]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,9 +28,11 @@ from typing import Any
 import numpy as np
 from argon2 import PasswordHasher
 
+from cloutsy import crypto
 from cloutsy.db import database
 from cloutsy.errors import Invalid
-from cloutsy.models import COMPANY_TYPES, GENDERS
+from cloutsy.models import COMPANY_TYPES, DIGEST_COLUMNS, GENDERS, PII_COLUMNS
+from cloutsy.services.lookup import digest_of
 
 Progress = Callable[[str, int, int], None]
 
@@ -271,6 +274,7 @@ def seed_demo(
         loads = _generate(influencers, brands, days, random_seed, report)
         with _bulk_load({table: len(rows["id"]) for table, _, rows in loads}, report):
             for table, columns, rows in loads:
+                columns, rows = _sealed(table, columns, rows)
                 _copy(table, columns, rows, report)
         for done, (table, _, _) in enumerate(loads, start=1):
             database.execute_sql(
@@ -701,6 +705,22 @@ FOREIGN_KEYS = """
 SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
  WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY 1
 """
+
+
+def _sealed(
+    table: str, columns: Sequence[str], rows: dict[str, Any]
+) -> tuple[Sequence[str], dict[str, Any]]:
+    """Encrypt the PII columns and add their blind indexes: ciphertext goes straight to COPY."""
+    if table not in PII_COLUMNS:
+        return columns, rows
+    ring = crypto.keyring()
+    sealed = dict(rows)
+    for column in PII_COLUMNS[table]:
+        encrypt = functools.partial(ring.encrypt, table, column)
+        sealed[column] = [encrypt(v) for v in _column(rows[column])]
+    for column, digest_column in DIGEST_COLUMNS.items():
+        sealed[digest_column] = [digest_of(column, v) for v in _column(rows[column])]
+    return (*columns, *DIGEST_COLUMNS.values()), sealed
 
 
 def _row_counts(tables: Iterable[str]) -> dict[str, int]:

@@ -21,9 +21,12 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
+import orjson
+
+from cloutsy import crypto
 from cloutsy.db import database
 from cloutsy.errors import BadRequest
-from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH
+from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH, PII_COLUMNS
 
 NICHE_REF = ("id", "name", "slug", "icon")
 
@@ -95,6 +98,11 @@ class Kind:
             f"WHERE l.{self.link_column} = {alias}.id)"
         )
 
+    @property
+    def pii(self) -> dict[str, str]:
+        """JSON key -> column of each encrypted field of the private view."""
+        return {to_camel(c): c for c in self.private if c in PII_COLUMNS[self.table]}
+
     def view(self, alias: str, private: bool) -> str:
         columns = self.private if private else self.public
         return f"{_object(alias, columns)}, 'niches', {self.niches_json(alias)})"
@@ -122,10 +130,19 @@ def _detail_sql(kind: Kind, private: bool) -> tuple[str, str]:
 
 
 def account_json(kind: Kind, account_id: int, private: bool = False) -> str | None:
-    """One active account's view as JSON text, or None."""
+    """One active account's view as JSON text, or None.
+
+    The public view comes from PostgreSQL untouched (it holds no PII); the private view
+    carries ciphertext out of its one statement and is decrypted here, in the service.
+    """
     name, sql = _detail_sql(kind, private)
     row = database.execute_prepared(name, sql, (account_id,)).fetchone()
-    return row[0] if row else None
+    if row is None:
+        return None
+    if not private:
+        return row[0]  # type: ignore[no-any-return]
+    view = crypto.reveal(kind.table, kind.pii, orjson.loads(row[0]))
+    return orjson.dumps(view).decode()
 
 
 def get_influencer(influencer_id: int, private: bool = False) -> dict[str, Any] | None:

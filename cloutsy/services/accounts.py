@@ -1,4 +1,4 @@
-"""Accounts' writes, each in one transaction: sign-up, self-service edits, niches, deactivation."""
+"""Accounts' writes, each in one transaction: sign-up, edits, niches, deactivation, erasure."""
 
 from __future__ import annotations
 
@@ -16,15 +16,28 @@ from cloutsy.errors import Invalid, NotFound
 from cloutsy.integrity import translated
 from cloutsy.models import (
     BRAND_PROFILE_FIELDS,
+    DIGEST_COLUMNS,
+    ERASED_VALUES,
+    PII_COLUMNS,
     Brand,
     BrandNiche,
     Influencer,
     InfluencerNiche,
     Niche,
+    Otp,
+    Session,
+    utcnow,
 )
 from cloutsy.passwords import hash_password
 from cloutsy.schemas import BrandCreate, BrandUpdate, InfluencerCreate, InfluencerUpdate
 from cloutsy.services import sessions
+from cloutsy.services.lookup import digest_of, with_digests
+
+
+def _stored(table: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Values as written: an empty PII value is no value (SQL cannot see inside ciphertext)."""
+    pii = PII_COLUMNS[table]
+    return with_digests({k: (None if k in pii and v == "" else v) for k, v in values.items()})
 
 
 def profile_completed(values: dict[str, Any]) -> bool:
@@ -55,7 +68,7 @@ def link_niches(
 
 def create_influencer(data: InfluencerCreate) -> tuple[int, str]:
     """Create an influencer and its niche links; return (id, private view JSON)."""
-    fields = data.model_dump(exclude={"niche_ids"}, exclude_none=True)
+    fields = _stored("influencers", data.model_dump(exclude={"niche_ids"}, exclude_none=True))
     with translated(), database.atomic():
         person = Influencer.create(**fields)
         link_niches(InfluencerNiche, "influencer_id", person.id, data.niche_ids)
@@ -70,7 +83,7 @@ def create_brand(data: BrandCreate) -> tuple[int, str]:
     fields["password"] = hash_password(data.password)
     fields["is_profile_completed"] = profile_completed(fields)
     with translated(), database.atomic():
-        brand = Brand.create(**fields)
+        brand = Brand.create(**_stored("brands", fields))
         link_niches(BrandNiche, "brand_id", brand.id, data.niche_ids)
         body = queries.account_json(queries.BRANDS, brand.id, private=True)
     assert body is not None
@@ -101,13 +114,15 @@ KINDS = {kind.name: kind for kind in (INFLUENCER, BRAND)}
 def _phone_rule(model: Any, changes: dict[str, Any]) -> dict[Field, Any]:
     """A new phone number is not verified: keep the flag only if the number stays the same.
 
-    Written as SQL (`is_phone_verified AND phone = new`) so it compares with the stored
-    value in the same statement, whatever a concurrent update did.
+    Written as SQL (`is_phone_verified AND phone_digest = digest(new)`) so it compares with
+    the stored value in the same statement, whatever a concurrent update did. Emails and
+    phones get their blind index in the same statement.
     """
-    values: dict[Field, Any] = {getattr(model, name): value for name, value in changes.items()}
+    stored = _stored(model._meta.table_name, changes)
+    values: dict[Field, Any] = {getattr(model, name): value for name, value in stored.items()}
     if "phone" in changes:
         values[model.is_phone_verified] = model.is_phone_verified & (
-            model.phone == changes["phone"]
+            model.phone_digest == digest_of("phone", changes["phone"])
         )
     return values
 
@@ -121,7 +136,10 @@ def _profile_completed_sql(changes: dict[str, Any]) -> Expression | bool:
                 return False
         else:
             column = getattr(Brand, name)
-            kept.append(column.is_null(False) & (column != ""))
+            if name in PII_COLUMNS["brands"]:
+                kept.append(column.is_null(False))  # ciphertext; "" is stored as NULL
+            else:
+                kept.append(column.is_null(False) & (column != ""))
     return reduce(operator.and_, kept) if kept else True
 
 
@@ -198,3 +216,38 @@ def deactivate(kind: AccountKind, account_id: int) -> None:
         if not changed.execute():
             raise NotFound(f"no such {kind.name}")
         sessions.revoke_all(kind.name, account_id)
+
+
+def erase(kind: AccountKind, account_id: int) -> None:
+    """Erase an account (CONTRACT §9, DPDP Act 2023 / GDPR art. 17), in one transaction.
+
+    Sets `erased_at`, empties every PII column and digest (so the email and phone can sign
+    up again at once), replaces the public profile with placeholders (the username with
+    one no sign-up accepts, freeing the real one), deletes its sessions and OTP rows, and
+    keeps its sign-up time and niche links for the analytics. NotFound if it is already
+    erased or never existed; a deactivated account can still be erased.
+    """
+    model: Any = kind.model
+    table = model._meta.table_name
+    with database.atomic():
+        row = (
+            model.select(model.id, model.phone)
+            .where((model.id == account_id) & model.erased_at.is_null())
+            .for_update()
+            .first()
+        )
+        if row is None:
+            raise NotFound(f"no such {kind.name}")
+        phone = row.phone  # decrypted: the OTP table keys its rows by the number itself
+        values: dict[str, Any] = {c: None for c in PII_COLUMNS[table]}
+        values.update({digest: None for digest in DIGEST_COLUMNS.values()})
+        values.update(ERASED_VALUES[table])
+        values.update(
+            erased_at=utcnow(), is_active=False, is_phone_verified=False, username=f"~{account_id}"
+        )
+        model.update(values).where(model.id == account_id).execute()
+        Session.delete().where(
+            (Session.subject_type == kind.name) & (Session.subject_id == account_id)
+        ).execute()
+        if phone is not None:
+            Otp.delete().where(Otp.phone == phone).execute()

@@ -30,6 +30,7 @@ from cloutsy.errors import BadRequest, CloutsyError, RateLimited
 from cloutsy.logs import mask_phone
 from cloutsy.models import Brand, Influencer, Otp, utcnow
 from cloutsy.services import sessions
+from cloutsy.services.lookup import holding
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def _verify_accounts(phone: str) -> Verification:
     for kind, model in (("influencer", Influencer), ("brand", Brand)):
         ids = (
             model.update(is_phone_verified=True)
-            .where((model.phone == phone) & model.is_active)
+            .where(holding(model, "phone", phone) & model.is_active)
             .returning(model.id)
             .tuples()
             .execute()

@@ -11,12 +11,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from peewee import fn
-
 from cloutsy.db import database
 from cloutsy.errors import Unauthorized
 from cloutsy.models import Brand, Session, utcnow
 from cloutsy.passwords import hash_password, needs_rehash, verify_password
+from cloutsy.services.lookup import holding
 
 TOKEN_BYTES = 32
 LIFETIME = dt.timedelta(days=30)
@@ -109,7 +108,7 @@ def login_brand(email: str, password: str) -> tuple[str, dt.datetime]:
     """
     row = (
         Brand.select(Brand.id, Brand.password, Brand.is_active)
-        .where(fn.lower(Brand.email) == email.lower())  # the lower(email) unique index
+        .where(holding(Brand, "email", email))  # the unique email_digest index
         .tuples()
         .first()
     )
