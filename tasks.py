@@ -43,6 +43,7 @@ def edge() -> Iterator[None]:
 
 def boot(wait: float = 15.0):  # noqa: ANN201 - returns Settings; imported lazily
     """Read settings, set up logging, open the pool and wait for the database."""
+    from cloutsy import crypto
     from cloutsy.config import load_settings, warn_if_insecure
     from cloutsy.db import init_database, wait_for_database
     from cloutsy.logs import configure_logging
@@ -50,6 +51,7 @@ def boot(wait: float = 15.0):  # noqa: ANN201 - returns Settings; imported lazil
     settings = load_settings()
     configure_logging(settings, query_log=False)
     warn_if_insecure(settings)
+    crypto.configure(settings)
     init_database(settings)
     wait_for_database(timeout=wait)
     return settings

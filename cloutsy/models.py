@@ -300,7 +300,9 @@ def _expression_indexes() -> None:
     for model in (Influencer, Brand):
         table = model._meta.table_name
         model.add_index(
-            ModelIndex(model, (SQL("lower(username)"),), unique=True, name=f"{table}_username_lower")
+            ModelIndex(
+                model, (SQL("lower(username)"),), unique=True, name=f"{table}_username_lower"
+            )
         )
     Influencer.add_index(
         ModelIndex(Influencer, (SQL(INFLUENCER_SEARCH),), name="influencers_search", using="gin")

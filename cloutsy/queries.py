@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pydantic.alias_generators import to_camel
-
 import orjson
+from pydantic.alias_generators import to_camel
 
 from cloutsy import crypto
 from cloutsy.db import database

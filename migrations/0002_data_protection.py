@@ -118,7 +118,9 @@ def up(migrator, db):
             email = plain["email"].lower() if plain["email"] is not None else None
             return (row[0], *sealed, ring.digest(email), ring.digest(plain["phone"]))
 
-        _batches(db, table, columns, "email_digest IS NULL AND erased_at IS NULL", seal, "encrypted")
+        _batches(
+            db, table, columns, "email_digest IS NULL AND erased_at IS NULL", seal, "encrypted"
+        )
         for column in ("email", "phone"):
             db.execute_sql(
                 f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {table}_{column}_digest "

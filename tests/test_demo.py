@@ -49,7 +49,9 @@ def checksum(db) -> str:
 def opened(table: str, names, row) -> tuple:
     """`row` (values of `names`, then extras) with its PII columns decrypted."""
     pii = PII_COLUMNS[table]
-    named = [crypto.decrypt(table, n, v) if n in pii else v for n, v in zip(names, row)]
+    named = [
+        crypto.decrypt(table, n, v) if n in pii else v for n, v in zip(names, row, strict=False)
+    ]
     return (*named, *row[len(names) :])
 
 
@@ -59,7 +61,9 @@ def plain_rows(db, table: str, columns: str) -> list[tuple]:
     rows = db.execute_sql(f"SELECT {columns} FROM {table}").fetchall()
     pii = PII_COLUMNS[table]
     return [
-        tuple(crypto.decrypt(table, n, v) if n in pii else v for n, v in zip(names, row))
+        tuple(
+            crypto.decrypt(table, n, v) if n in pii else v for n, v in zip(names, row, strict=False)
+        )
         for row in rows
     ]
 

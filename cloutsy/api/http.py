@@ -119,6 +119,8 @@ class RequestPlugin:
                 return callback(*args, **kwargs)
             except CloutsyError as exc:
                 code = exc.code
+                if exc.status >= 500:  # e.g. a value that does not decrypt: say which column
+                    log.error("request %s failed: %s", environ.get("cloutsy.request_id"), exc)
                 return error_response(exc)
             except MaxConnectionsExceeded:
                 code = "unavailable"

@@ -508,9 +508,9 @@ def _counts(dsn: str) -> tuple[int, int] | None:
 
 def _forget_writes(cur: Any) -> None:
     """Delete the accounts the write runs signed up (their links cascade)."""
-    pattern = f"%@{BENCH_EMAIL_DOMAIN}"
-    cur.execute("DELETE FROM influencers WHERE email LIKE %s", (pattern,))
-    cur.execute("DELETE FROM brands WHERE email LIKE %s", (pattern,))
+    # By name, as signup.lua writes them: emails are ciphertext (CONTRACT §9).
+    cur.execute("DELETE FROM influencers WHERE name LIKE 'Bench Influencer %%'")
+    cur.execute("DELETE FROM brands WHERE brand_name LIKE 'Bench Brand %%'")
 
 
 def prepare_dataset(

@@ -16,7 +16,6 @@ from peewee import Expression
 from cloutsy import crypto
 from cloutsy.models import DIGEST_COLUMNS
 
-
 digest_of = crypto.digest_of
 
 
