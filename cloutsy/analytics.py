@@ -44,8 +44,8 @@ LARGE_TABLE_ROWS = 10_000  # a sequential scan over more rows than this is flagg
 def connect(environ: Mapping[str, str] | None = None) -> Settings:
     """Point the package at the configured database (CONTRACT §3) unless already done."""
     settings = load_settings(environ)
-    if database.obj is None:
-        init_database(settings)
+    if database.obj is None:  # as the analyst role: no PII, digest or secret column (§9)
+        init_database(settings, purpose="analytics")
     return settings
 
 

@@ -55,7 +55,7 @@ def find_tool(tool: str, major: int) -> Path:
 
 
 def _pg_env(settings: Settings) -> dict[str, str]:
-    params = connect_params(connection_url(settings), settings)
+    params = connect_params(connection_url(settings, "migrate"), settings)
     env = dict(os.environ)
     mapping = {
         "host": "PGHOST",

@@ -11,6 +11,7 @@ from pathlib import Path
 from playhouse.migrations import Migration, MigrationError, Runner, template
 from playhouse.schema_diff import SchemaDiff, diff_models
 
+from cloutsy import roles
 from cloutsy.config import PROJECT_ROOT
 from cloutsy.db import current
 from cloutsy.models import MODELS
@@ -36,8 +37,16 @@ def pending() -> list[str]:
 
 
 def apply(target: str | None = None) -> list[str]:
-    """Apply pending migrations (up to `target`); return their names."""
-    return runner().up(target)
+    """Apply pending migrations (up to `target`), then re-grant the roles; return their names.
+
+    Column grants (the analyst's) are not covered by default privileges, so every
+    migration is followed by `roles.grant()` (nothing when the roles do not exist).
+    """
+    applied = runner().up(target)
+    db = current()
+    with db.atomic():
+        roles.grant(db.cursor())
+    return applied
 
 
 def rollback(target: str | None = None, all_: bool = False) -> list[str]:
