@@ -30,7 +30,7 @@ from peewee import prefetch
 
 from cloutsy.config import Settings, load_settings
 from cloutsy.db import database, init_database
-from cloutsy.models import BRAND_PROFILE_FIELDS, Influencer, InfluencerNiche, Niche
+from cloutsy.models import Influencer, InfluencerNiche, Niche
 from cloutsy.queries import NICHE_COUNTS_FROM
 
 PERIODS = {"day": "1 day", "week": "1 week", "month": "1 month"}
@@ -181,16 +181,15 @@ def profile_funnel() -> pd.DataFrame:
     Steps count brands with at least 1, at least 6 of the 12 profile and document
     fields filled, and those the service marks completed (all 12).
     """
-    filled = (
-        "num_nonnulls(" + ", ".join(f"nullif({f}::text, '')" for f in BRAND_PROFILE_FIELDS) + ")"
-    )
-    return _frame(f"""
+    # brand_profile_fill (migration 0002) counts the filled fields without showing them:
+    # the analyst's role may not read the PII among them (CONTRACT §9).
+    return _frame("""
     WITH b AS (
         SELECT count(*) AS signed_up,
-               count(*) FILTER (WHERE {filled} >= 1) AS started,
-               count(*) FILTER (WHERE {filled} >= 6) AS half,
+               count(*) FILTER (WHERE fields_filled >= 1) AS started,
+               count(*) FILTER (WHERE fields_filled >= 6) AS half,
                count(*) FILTER (WHERE is_profile_completed) AS completed
-          FROM brands
+          FROM brand_profile_fill
     )
     SELECT s.step, s.brands,
            round(100.0 * s.brands / nullif(b.signed_up, 0), 1)::float8 AS pct_of_signed_up

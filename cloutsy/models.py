@@ -109,6 +109,10 @@ ERASED_VALUES: dict[str, dict[str, Any]] = {
 }
 
 
+# Views the analyst reads whole (they show no hidden column): see migrations/0002.
+ANALYST_VIEWS = ("brand_profile_fill",)
+
+
 def analyst_hidden(table: str) -> set[str]:
     """Columns of `table` the analyst role may not select."""
     hidden = set(PII_COLUMNS.get(table, ())) | set(SECRET_COLUMNS.get(table, ()))
