@@ -222,7 +222,9 @@ def _list_sql(
             f"{keyset} "
             f"ORDER BY l.niche_id DESC, l.{kind.link_column} DESC) ids "
             # OFFSET 0 keeps the lateral from being flattened: a nested loop, never a merge.
-            f"CROSS JOIN LATERAL (SELECT * FROM {kind.table} a WHERE a.id = ids.id "
+            # Only the public columns: no ciphertext copied, and the analyst may run it too.
+            f"CROSS JOIN LATERAL (SELECT {', '.join('a.' + c for c in kind.public)} "
+            f"FROM {kind.table} a WHERE a.id = ids.id "
             f"AND {' AND '.join(row)} OFFSET 0) a "
             f"ORDER BY ids.id DESC LIMIT {p('limit')}"
         )

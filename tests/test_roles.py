@@ -284,3 +284,33 @@ def test_passwords_come_from_the_configured_urls():
         None,
     )
     assert roles.passwords_from(urls) == {"cloutsy_app": "s3cret@x"}
+
+
+@pytest.mark.parametrize(
+    ("purpose", "reason"),
+    [("admin", "is a superuser"), ("migrate", "owns the tables"), ("app", None)],
+)
+def test_staging_and_production_refuse_to_serve_as_an_overpowered_role(
+    pool, settings, capsys, purpose, reason
+):
+    import tasks
+    from invoke import Exit
+
+    if not settings.embedded:
+        pytest.skip("needs the roles' URLs of the embedded server")
+    url = connection_url(settings, purpose)  # type: ignore[arg-type]
+    for env in ("staging", "production"):
+        chosen = settings.with_overrides(env=env, database_url=url)
+        if reason is None:
+            tasks.app_role_check(chosen)
+            assert "the service connects as cloutsy_app" in capsys.readouterr().out
+        else:
+            with pytest.raises(Exit) as refused:
+                tasks.app_role_check(chosen)
+            message = str(refused.value.message)
+            assert reason in message and env in message and "\n" not in message
+    # Development says so, and serves.
+    if reason is not None:
+        tasks.app_role_check(settings.with_overrides(database_url=url))
+        out = capsys.readouterr().out
+        assert "(warning: " in out and reason in out
