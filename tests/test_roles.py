@@ -293,8 +293,9 @@ def test_passwords_come_from_the_configured_urls():
 def test_staging_and_production_refuse_to_serve_as_an_overpowered_role(
     pool, settings, capsys, purpose, reason
 ):
-    import tasks
     from invoke import Exit
+
+    import tasks
 
     if not settings.embedded:
         pytest.skip("needs the roles' URLs of the embedded server")
