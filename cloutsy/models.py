@@ -89,7 +89,7 @@ PII_COLUMNS: dict[str, tuple[str, ...]] = {
 # Blind index beside each looked-up PII column (HMAC of the normalised value).
 DIGEST_COLUMNS: dict[str, str] = {"email": "email_digest", "phone": "phone_digest"}
 # Columns no analyst may read besides PII and digests: secrets, and the OTP table's phone
-# (kept in clear for the send limits; OTP rows live minutes, see issue 12).
+# (the number's blind index, which would let one match OTP rows to accounts).
 SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
     "brands": ("password",),
     "otps": ("phone", "otp"),
@@ -274,7 +274,7 @@ class BrandNiche(TimestampedModel):
 
 class Otp(TimestampedModel):
     id = AutoField()
-    phone = CharField(max_length=16)
+    phone = CharField(max_length=64)  # the number's blind index (phone_digest), never the number
     otp = CharField(max_length=64)  # HMAC-SHA256 hex of the code, never the code
     is_used = BooleanField(default=False, constraints=[SQL("DEFAULT false")])
     expires_at = DateTimeTZField()

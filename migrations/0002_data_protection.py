@@ -9,8 +9,10 @@ Upgrades a database made by 0001 in place, in the safe style:
   marks a row not done yet);
 - the unique digest indexes are built CONCURRENTLY and the old plaintext indexes
   (`lower(email)`, `phone`) dropped CONCURRENTLY, so the module is not atomic.
-`down` decrypts back in batches and restores 0001's types and indexes (an erased
-account gets a placeholder email and phone: 0001 requires both).
+`otps.phone` holds the number's blind index instead of the number. `down` decrypts back
+in batches and restores 0001's types and indexes (an erased account gets a placeholder
+email and phone: 0001 requires both; pending OTP codes are dropped, their numbers being
+digests).
 
 The PII lists are a frozen copy of `cloutsy.models.PII_COLUMNS` as of this migration;
 the codec (`cloutsy.crypto`) is the service's own, keyed by CLOUTSY_DATA_KEYS.
@@ -151,10 +153,22 @@ def up(migrator, db):
         db.execute_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {table}_email_lower")
         db.execute_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {table}_phone")
     _ddl(db, PROFILE_VIEW)
+    # otps.phone: the number's blind index instead of the number (varchar(16) -> (64) is a
+    # catalogue change). OTP rows are few and short-lived: one pass per distinct number.
+    _ddl(db, "ALTER TABLE otps ALTER COLUMN phone TYPE varchar(64)")
+    numbers = db.execute_sql("SELECT DISTINCT phone FROM otps WHERE phone LIKE '+%%'").fetchall()
+    for (number,) in numbers:
+        with db.atomic():
+            db.execute_sql(
+                "UPDATE otps SET phone = %s WHERE phone = %s", (ring.digest(number), number)
+            )
 
 
 def down(migrator, db):
     _ddl(db, "DROP VIEW IF EXISTS brand_profile_fill")
+    # A blind index cannot be turned back into a number: pending codes are dropped.
+    db.execute_sql("DELETE FROM otps WHERE phone NOT LIKE '+%%'")
+    _ddl(db, "ALTER TABLE otps ALTER COLUMN phone TYPE varchar(16)")
     ring = crypto.keyring()
     for table, columns in PII.items():
 

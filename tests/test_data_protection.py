@@ -12,6 +12,7 @@ from cloutsy import analytics, backup, crypto, migrations
 from cloutsy.db import database
 from cloutsy.models import PII_COLUMNS, Brand, Influencer, Niche
 from cloutsy.services import sessions
+from cloutsy.services.lookup import otp_key
 from tests.conftest import checked_test_app
 
 # Known PII of the accounts below; none of it may appear in the database's bytes.
@@ -140,6 +141,8 @@ def test_a_pg_dump_holds_none_of_the_known_pii(committed, settings, wsgi_app, su
     client = checked_test_app()(wsgi_app, suite_secrets)
     with database.connection_context():
         _sign_up_both(client)
+        for phone in (INFLUENCER["phone"], BRAND["phone"]):  # OTP rows key on the number too
+            client.post_json("/auth/otp/send", {"phone": phone}, status=202)
     path = backup.backup(settings, tmp)
     tool = backup.find_tool("pg_restore", backup.server_major())
     # The custom format is compressed: turn it into plain SQL and search those bytes too.
@@ -230,7 +233,7 @@ def test_erasure_frees_the_values_leaves_no_pii_and_keeps_the_analytics(
         ).fetchone()[0]
         == 0
     )
-    otps = database.execute_sql("SELECT count(*) FROM otps WHERE phone = %s", (phone,))
+    otps = database.execute_sql("SELECT count(*) FROM otps WHERE phone = %s", (otp_key(phone),))
     assert otps.fetchone()[0] == 0
     client.get(f"/{kind}s/{account_id}", status=404)
     client.get("/me", headers=bearer(token), status=401)
@@ -285,6 +288,9 @@ def _plain_0001_rows(n: int) -> None:
         "'Poc ' || i, 'https://d.example/' || i FROM generate_series(1, %s) i",
         (max(1, n // 10),),
     )
+    database.execute_sql(
+        "INSERT INTO otps (phone, otp, expires_at) VALUES ('+919000000007', 'h', now())"
+    )
 
 
 def _upgrade_and_back(n: int) -> float:
@@ -313,6 +319,8 @@ def _check_upgrade_and_back(n: int) -> float:
         "SELECT count(*) FROM influencers WHERE email NOT LIKE 'dev:%%' OR email_digest IS NULL"
     ).fetchone()[0]
     assert left == 0
+    otp_phone = database.execute_sql("SELECT phone FROM otps").fetchone()[0]
+    assert otp_phone == otp_key("+919000000007")
     poc = database.execute_sql("SELECT poc_name FROM brands WHERE username = 'b1'").fetchone()
     assert crypto.decrypt("brands", "poc_name", poc[0]) == "Poc 1"
     # ... and back: 0001's plaintext, types and indexes.

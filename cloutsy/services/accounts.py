@@ -231,14 +231,14 @@ def erase(kind: AccountKind, account_id: int) -> None:
     table = model._meta.table_name
     with database.atomic():
         row = (
-            model.select(model.id, model.phone)
+            model.select(model.id, model.phone_digest)
             .where((model.id == account_id) & model.erased_at.is_null())
             .for_update()
             .first()
         )
         if row is None:
             raise NotFound(f"no such {kind.name}")
-        phone = row.phone  # decrypted: the OTP table keys its rows by the number itself
+        phone_key = row.phone_digest  # what otps.phone holds for this number
         values: dict[str, Any] = {c: None for c in PII_COLUMNS[table]}
         values.update({digest: None for digest in DIGEST_COLUMNS.values()})
         values.update(ERASED_VALUES[table])
@@ -249,5 +249,5 @@ def erase(kind: AccountKind, account_id: int) -> None:
         Session.delete().where(
             (Session.subject_type == kind.name) & (Session.subject_id == account_id)
         ).execute()
-        if phone is not None:
-            Otp.delete().where(Otp.phone == phone).execute()
+        if phone_key is not None:
+            Otp.delete().where(Otp.phone == phone_key).execute()

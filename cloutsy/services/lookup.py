@@ -32,3 +32,10 @@ def with_digests(values: dict[str, Any]) -> dict[str, Any]:
         if column in values:
             out[digest_column] = digest_of(column, values[column])
     return out
+
+
+def otp_key(phone: str) -> str:
+    """What `otps.phone` holds for a number: its blind index, never the number (§9)."""
+    key = digest_of("phone", phone)
+    assert key is not None
+    return key

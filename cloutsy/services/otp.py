@@ -30,7 +30,7 @@ from cloutsy.errors import BadRequest, CloutsyError, RateLimited
 from cloutsy.logs import mask_phone
 from cloutsy.models import Brand, Influencer, Otp, utcnow
 from cloutsy.services import sessions
-from cloutsy.services.lookup import holding
+from cloutsy.services.lookup import holding, otp_key
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def send_wait(phone: str, now: dt.datetime) -> int:
     """Seconds until `phone` may be sent another code (0: now), from its recent rows."""
     rows = (
         Otp.select(Otp.created_at)
-        .where((Otp.phone == phone) & (Otp.created_at > now - WINDOW))
+        .where((Otp.phone == otp_key(phone)) & (Otp.created_at > now - WINDOW))
         .order_by(Otp.created_at.desc())
         .limit(PER_WINDOW)
         .tuples()
@@ -117,9 +117,10 @@ def send_code(phone: str, secret_key: str, sender: Sender) -> Issued:
         if wait:
             raise RateLimited(f"too many codes for this number; try again in {wait} s", wait)
         # Rows older than the window no longer count for anything.
-        Otp.delete().where((Otp.phone == phone) & (Otp.created_at <= now - WINDOW)).execute()
+        key = otp_key(phone)
+        Otp.delete().where((Otp.phone == key) & (Otp.created_at <= now - WINDOW)).execute()
         Otp.insert(
-            phone=phone,
+            phone=key,
             otp=code_hash(secret_key, phone, code),
             expires_at=expires,
             created_at=now,
@@ -144,7 +145,7 @@ def verify_code(phone: str, code: str, secret_key: str) -> Verification:
     with database.atomic():
         row = (
             Otp.select(Otp.id, Otp.otp, Otp.is_used, Otp.expires_at, Otp.attempts)
-            .where(Otp.phone == phone)
+            .where(Otp.phone == otp_key(phone))
             .order_by(Otp.created_at.desc(), Otp.id.desc())
             .for_update()
             .first()
