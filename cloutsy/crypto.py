@@ -85,7 +85,7 @@ class Keyring:
         """The blind index of a normalised value (lower-case email, E.164 phone)."""
         if value is None:
             return None
-        return hmac.new(self.lookup_key, value.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self.lookup_key, value.encode(), hashlib.sha256).hex()
 
 
 def key_id(stored: str) -> str:

@@ -99,7 +99,7 @@ def ensure(cur: Any, database: str, settings: Settings, passwords: dict[str, str
     )
     cur.execute(defaults + sql.SQL("GRANT USAGE ON SEQUENCES TO {}").format(_ident(APP)))
     grant(cur)
-    log.info("roles %s, %s, %s, %s are in place on %s", OWNER, MIGRATOR, APP, ANALYST, database)
+    log.debug("roles %s, %s, %s, %s are in place on %s", OWNER, MIGRATOR, APP, ANALYST, database)
 
 
 def _own_everything(cur: Any) -> None:

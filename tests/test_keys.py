@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ from cloutsy.config import parse_data_keys
 from cloutsy.db import database
 from tests.conftest import checked_test_app
 
+ROOT = Path(__file__).resolve().parent.parent
 K1 = "k1:" + base64.b64encode(b"\x11" * 32).decode()
 K2 = "k2:" + base64.b64encode(b"\x22" * 32).decode()
 
@@ -148,3 +152,43 @@ def test_a_killed_rotation_resumes(committed, with_keys, app_settings, suite_sec
     assert keys.status()["influencers"] == {"k1": 18, "k2": 12}  # one batch of 4 rows done
     assert keys.rotate(batch=4) == 6
     assert keys.status()["influencers"] == {"k2": 30}
+
+
+# --- the tasks, as a person runs them -----------------------------------------------------------
+
+
+def _invoke(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_tasks_generate_count_erase_and_make_roles(committed, app_settings, suite_secrets):
+    made = _invoke("keys.generate", "--key-id", "k9")
+    assert made.returncode == 0 and parse_data_keys(made.stdout.strip())[0][0] == "k9"
+    assert _invoke("keys.generate", "--key-id", "bad id!").returncode == 1
+
+    client = checked_test_app()(create_app(app_settings), suite_secrets)
+    with database.connection_context():
+        person = _sign_up(client, 5)
+    status = _invoke("keys.status")
+    assert status.returncode == 0 and "influencers: dev: 3" in status.stdout
+
+    erased = _invoke("accounts.erase", "influencer", str(person))
+    assert erased.returncode == 0 and f"influencer {person} erased" in erased.stdout
+    with database.connection_context():
+        row = database.execute_sql(
+            "SELECT email, erased_at FROM influencers WHERE id = %s", (person,)
+        ).fetchone()
+    assert row[0] is None and row[1] is not None
+    again = _invoke("accounts.erase", "influencer", str(person))
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1] == "error: no such influencer"
+    assert _invoke("accounts.erase", "robot", "1").returncode == 1
+
+    roles_made = _invoke("db.roles")
+    assert roles_made.returncode == 0 and "cloutsy_app (the service)" in roles_made.stdout
