@@ -65,6 +65,23 @@ class Keyring:
         )
         return f"{self.current_id}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
 
+    def encrypt_many(self, table: str, column: str, values: list[Any]) -> list[str | None]:
+        """`encrypt` over a list (bulk loads): one nonce draw and one AAD for all of them."""
+        cipher = self.ciphers[self.current_id].encrypt
+        aad = f"{table}.{column}".encode()
+        prefix = self.current_id + ":"
+        nonces = os.urandom(NONCE_BYTES * len(values))
+        encode = base64.urlsafe_b64encode
+        out: list[str | None] = []
+        for i, value in enumerate(values):
+            if value is None:
+                out.append(None)
+                continue
+            text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+            nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
+            out.append(prefix + encode(nonce + cipher(nonce, text.encode(), aad)).decode())
+        return out
+
     def decrypt(self, table: str, column: str, stored: str | None) -> str | None:
         """The value behind a stored form of `table.column`; Undecryptable if it is not one."""
         if stored is None:
