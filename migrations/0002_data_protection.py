@@ -89,6 +89,15 @@ def _ddl(db, statement):
         db.execute_sql(statement)
 
 
+def _type(db, table, column):
+    """A column's type now (a resumed run finds the work already done)."""
+    return db.execute_sql(
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = %s AND column_name = %s",
+        (table, column),
+    ).fetchone()[0]
+
+
 def _batches(db, table, columns, select_where, convert, label):
     """Rewrite rows matching `select_where` BATCH at a time; `convert(row)` -> new values."""
     total = db.execute_sql(f"SELECT count(*) FROM {table} WHERE {select_where}").fetchone()[0]
@@ -123,7 +132,7 @@ def up(migrator, db):
     ring = crypto.keyring()
     for table, columns in PII.items():
         changes = [f"ALTER COLUMN {c} TYPE text" for c in columns if c != "date_of_birth"]
-        if "date_of_birth" in columns:
+        if "date_of_birth" in columns and _type(db, table, "date_of_birth") == "date":
             changes.append(
                 "ALTER COLUMN date_of_birth TYPE text USING to_char(date_of_birth, 'YYYY-MM-DD')"
             )

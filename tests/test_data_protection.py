@@ -334,6 +334,46 @@ def _check_upgrade_and_back(n: int) -> float:
     return elapsed
 
 
+def test_a_killed_0002_resumes_where_it_stopped(committed, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "m0002", migrations.MIGRATIONS_DIR / "0002_data_protection.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.BATCH = 50
+
+    class Killed(Exception):
+        pass
+
+    def kill(*args):
+        raise Killed
+
+    with database.connection_context():
+        try:
+            assert migrations.rollback(target="0002_data_protection")
+            _plain_0001_rows(120)
+            with monkeypatch.context() as patch, pytest.raises(Killed):
+                patch.setattr(module.log, "info", kill)  # dies after its first batch
+                module.up(None, database)
+            done = database.execute_sql(
+                "SELECT count(*) FROM influencers WHERE email_digest IS NOT NULL"
+            ).fetchone()[0]
+            assert done == 50
+            assert migrations.apply() == ["0002_data_protection"]  # the rerun finishes
+            rows = database.execute_sql("SELECT username, email FROM influencers").fetchall()
+            assert len(rows) == 120
+            for username, email in rows:  # each encrypted exactly once
+                assert (
+                    crypto.decrypt("influencers", "email", email).lower()
+                    == f"{username}@example.com"
+                )
+        finally:
+            if migrations.pending():
+                migrations.apply()
+
+
 def test_migration_0002_encrypts_a_0001_database_and_its_rollback_decrypts(committed):
     _upgrade_and_back(300)
 
