@@ -105,6 +105,7 @@ ERASED_VALUES: dict[str, dict[str, Any]] = {
         "profile_image": None,
         "legal_entity_name": None,
         "password": "!erased",  # no hash: nothing verifies against it
+        "is_profile_completed": False,  # its documents are gone
     },
 }
 

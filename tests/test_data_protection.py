@@ -224,6 +224,7 @@ def test_erasure_frees_the_values_leaves_no_pii_and_keeps_the_analytics(
         assert row[column] is None, column
     assert row["erased_at"] is not None and row["is_active"] is False
     assert row["username"] == f"~{account_id}"
+    assert row.get("is_profile_completed", False) is False
     assert not any(secret in str(row) for secret in SECRETS)
     assert _niche_links(kind, account_id) == niches_before  # analytics keep the niches
     assert (
