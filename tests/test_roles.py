@@ -315,3 +315,23 @@ def test_staging_and_production_refuse_to_serve_as_an_overpowered_role(
         tasks.app_role_check(settings.with_overrides(database_url=url))
         out = capsys.readouterr().out
         assert "(warning: " in out and reason in out
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_serves_as_the_app_role_with_nothing_configured(tmp_path):
+    """`invoke serve` on an empty data dir: a new embedded server, the roles, migrations as
+    the migrator, then the API answering /health while connected as cloutsy_app."""
+    import json
+
+    from cloutsy import embedded
+    from tests.test_server import http, start_server
+
+    data = tmp_path / "data"
+    server = start_server(tmp_path, CLOUTSY_DATA_DIR=str(data), POSTGRES_DB="", CLOUTSY_WORKERS="1")
+    try:
+        status, _, body = http("GET", f"{server.url}/health")
+        assert status == 200 and json.loads(body)["database"]["pendingMigrations"] == 0
+        assert "the service connects as cloutsy_app" in server.log.read_text()
+    finally:
+        server.stop()
+        embedded.stop(data / "pgdata")
