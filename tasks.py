@@ -60,8 +60,13 @@ def edge() -> Iterator[None]:
         raise Exit("interrupted", code=130) from None
 
 
-def boot(wait: float = 15.0):  # noqa: ANN201 - returns Settings; imported lazily
-    """Read settings, set up logging, open the pool and wait for the database."""
+def boot(wait: float = 15.0, purpose: str = "migrate"):  # noqa: ANN201 - returns Settings
+    """Read settings, set up logging, open the pool (as `purpose`'s role) and wait for it.
+
+    Tasks change the schema and load data as the migrator (MIGRATION_DATABASE_URL, or
+    `cloutsy_migrator` on the embedded server); the service itself runs as the app role.
+    """
+    from cloutsy import crypto
     from cloutsy.config import load_settings, warn_if_insecure
     from cloutsy.db import init_database, wait_for_database
     from cloutsy.logs import configure_logging
@@ -69,9 +74,36 @@ def boot(wait: float = 15.0):  # noqa: ANN201 - returns Settings; imported lazil
     settings = load_settings()
     configure_logging(settings, query_log=False)
     warn_if_insecure(settings)
-    init_database(settings)
+    crypto.configure(settings)
+    init_database(settings, purpose=purpose)  # type: ignore[arg-type]
     wait_for_database(timeout=wait)
     return settings
+
+
+def app_role_check(settings) -> None:  # noqa: ANN001 - Settings, imported lazily
+    """Say which role the service will run as; outside development refuse an over-powered one."""
+    import psycopg2
+
+    from cloutsy import roles
+    from cloutsy.db import connect_params, connection_url
+
+    params = connect_params(connection_url(settings, "app"), settings)
+    params.pop("connection_factory", None)
+    conn = psycopg2.connect(**params)
+    try:
+        with conn.cursor() as cur:
+            found = roles.problems(cur)
+            cur.execute("SELECT current_user")
+            user = cur.fetchone()[0]
+    finally:
+        conn.close()
+    if found and not settings.is_development:
+        raise Exit(
+            f"error: refusing to serve in {settings.env} as {'; '.join(found)} "
+            "(use the cloutsy_app role: invoke db.roles)",
+            code=1,
+        )
+    say(f"the service connects as {user}" + (f" (warning: {'; '.join(found)})" if found else ""))
 
 
 def say(message: str) -> None:
@@ -171,6 +203,7 @@ def serve(c: Context, host: str = "", port: str = "", workers: str = "") -> None
 
         auto_sync(settings)
         close_database()
+        app_role_check(settings)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(settings))
         env[WARNED_ENV] = "1"  # this task warned already; the server and workers stay quiet
         argv = server_argv(settings)
@@ -708,7 +741,7 @@ def bench(
 def notebooks(c: Context) -> None:
     """Execute every notebook headless against the configured database; HTML reports to reports/."""
     with edge():
-        auto_sync(boot())
+        auto_sync(boot())  # as the migrator; the notebooks' kernels read as the analyst
         from cloutsy.reports import NotebookFailed, run_notebooks
 
         def show(name: str, done: int, total: int) -> None:
@@ -723,10 +756,99 @@ def notebooks(c: Context) -> None:
             say(f"report written: {os.path.relpath(path, ROOT)}")
 
 
+# --- data protection (CONTRACT §9) ---------------------------------------------------------
+
+
+@task(name="roles")
+def db_roles(c: Context) -> None:
+    """Create or update the least-privilege roles (idempotent; needs owner/superuser rights)."""
+    with edge():
+        from cloutsy import roles
+        from cloutsy.config import load_settings
+        from cloutsy.db import connect_params, connection_url
+
+        settings = load_settings()
+        url = connection_url(settings, "admin")
+        database = connect_params(url, settings)["database"]
+        urls = (
+            settings.external_url(),
+            settings.migration_database_url,
+            settings.analytics_database_url,
+        )
+        roles.ensure_on(url, database, settings, urls)
+        say(
+            f"roles on {database}: {roles.OWNER} (owns the schema), {roles.MIGRATOR} "
+            f"(migrations), {roles.APP} (the service), {roles.ANALYST} (notebooks)"
+        )
+
+
+@task(name="generate")
+def keys_generate(c: Context, key_id: str = "") -> None:
+    """Print a new data key `id:base64` to put first in CLOUTSY_DATA_KEYS (--key-id to name it)."""
+    from cloutsy import keys
+    from cloutsy.config import KEY_ID
+
+    if key_id and not KEY_ID.match(key_id):
+        raise Exit("error: --key-id must be 1-16 of A-Za-z0-9_-", code=1)
+    say(keys.generate(key_id))
+
+
+@task(name="rotate")
+def keys_rotate(c: Context, batch: str = "1000") -> None:
+    """Re-encrypt every PII value under the first key of CLOUTSY_DATA_KEYS, in batches."""
+    batch_n = whole("--batch", batch, minimum=1)
+    with edge():
+        boot()
+        from cloutsy import crypto, keys
+
+        changed = keys.rotate(batch_n, progress_bar)
+        say(f"re-encrypted {changed:,} rows under key {crypto.keyring().current_id}")
+
+
+@task(name="status")
+def keys_status(c: Context) -> None:
+    """Count stored PII values per key id (a key with none left can be dropped)."""
+    with edge():
+        boot()
+        from cloutsy import keys
+
+        for table, counts in keys.status().items():
+            listed = ", ".join(f"{key}: {n:,}" for key, n in counts.items()) or "no values"
+            say(f"{table}: {listed}")
+
+
+@task(name="erase")
+def accounts_erase(c: Context, kind: str, id: str) -> None:  # noqa: A002 - the contract's word
+    """Erase account KIND (influencer or brand) ID: PII gone, identifiers free (one transaction)."""
+    account_id = whole("ID", id, minimum=1)
+    with edge():
+        boot(purpose="app")
+        from cloutsy.db import database
+        from cloutsy.services import accounts
+
+        if kind not in accounts.KINDS:
+            raise Exit("error: KIND must be influencer or brand", code=1)
+        with database.connection_context():
+            accounts.erase(accounts.KINDS[kind], account_id)
+        say(f"{kind} {account_id} erased")
+
+
 migrate = Collection(
     "migrate", migrate_apply, migrate_status, migrate_rollback, migrate_create, migrate_lint
 )
 seed = Collection("seed", seed_niches, seed_demo_data)
-db = Collection("db", db_backup, db_restore, db_verify, db_purge, db_start, db_stop, db_status)
+db = Collection(
+    "db",
+    db_backup,
+    db_restore,
+    db_verify,
+    db_purge,
+    db_start,
+    db_stop,
+    db_status,
+    db_roles,
+)
+keys = Collection("keys", keys_generate, keys_rotate, keys_status)
+accounts = Collection("accounts", accounts_erase)
 
-ns = Collection(migrate, seed, db, run_tests, serve, bench, notebooks, loadtest)
+ns = Collection(migrate, seed, db, keys, accounts, run_tests, serve, bench, notebooks, loadtest)

@@ -30,8 +30,8 @@ from peewee import prefetch
 
 from cloutsy import storage
 from cloutsy.config import Settings, load_settings
-from cloutsy.db import database, init_database
-from cloutsy.models import BRAND_PROFILE_FIELDS, Influencer, InfluencerNiche, Niche
+from cloutsy.db import connection_url, database, init_database
+from cloutsy.models import Influencer, InfluencerNiche, Niche
 from cloutsy.queries import NICHE_COUNTS_FROM
 
 PERIODS = {"day": "1 day", "week": "1 week", "month": "1 month"}
@@ -48,8 +48,10 @@ def connect(environ: Mapping[str, str] | None = None) -> Settings:
     once replicas exist."""
     settings = load_settings(environ)
     if database.obj is None:
-        # One server, no routing: the notebooks' long reads stay where they were sent.
-        init_database(settings.with_overrides(replica_urls=()), url=settings.analytics_url())
+        # As the analyst role (no PII, digest or secret column, §9), on ANALYTICS_DATABASE_URL
+        # or the first replica; one server, no routing: the long reads stay where they went.
+        url = connection_url(settings, "analytics")
+        init_database(settings.with_overrides(replica_urls=()), url=url)
     return settings
 
 
@@ -185,16 +187,15 @@ def profile_funnel() -> pd.DataFrame:
     Steps count brands with at least 1, at least 6 of the 12 profile and document
     fields filled, and those the service marks completed (all 12).
     """
-    filled = (
-        "num_nonnulls(" + ", ".join(f"nullif({f}::text, '')" for f in BRAND_PROFILE_FIELDS) + ")"
-    )
-    return _frame(f"""
+    # brand_profile_fill (migration 0002) counts the filled fields without showing them:
+    # the analyst's role may not read the PII among them (CONTRACT §9).
+    return _frame("""
     WITH b AS (
         SELECT count(*) AS signed_up,
-               count(*) FILTER (WHERE {filled} >= 1) AS started,
-               count(*) FILTER (WHERE {filled} >= 6) AS half,
+               count(*) FILTER (WHERE fields_filled >= 1) AS started,
+               count(*) FILTER (WHERE fields_filled >= 6) AS half,
                count(*) FILTER (WHERE is_profile_completed) AS completed
-          FROM brands
+          FROM brand_profile_fill
     )
     SELECT s.step, s.brands,
            round(100.0 * s.brands / nullif(b.signed_up, 0), 1)::float8 AS pct_of_signed_up
@@ -584,13 +585,16 @@ def orm_vs_raw(repeat: int = 50, budget_s: float = 0.6) -> pd.DataFrame:
 
 def _page_with_niches_lazy(limit: int) -> list[tuple[int, list[str]]]:
     """N+1 on purpose: each influencer's links, then each link's niche, fetched on access."""
-    page = Influencer.select().where(Influencer.is_active).order_by(Influencer.id.desc())
+    # Only the id: the analyst's role may not read PII columns (CONTRACT §9).
+    page = Influencer.select(Influencer.id).where(Influencer.is_active)
+    page = page.order_by(Influencer.id.desc())
     return [(i.id, sorted(link.niche.name for link in i.niche_links)) for i in page.limit(limit)]
 
 
 def _page_with_niches_eager(limit: int) -> list[tuple[int, list[str]]]:
     """prefetch() through the junction model: 3 queries whatever the page size."""
-    page = Influencer.select().where(Influencer.is_active).order_by(Influencer.id.desc())
+    page = Influencer.select(Influencer.id).where(Influencer.is_active)
+    page = page.order_by(Influencer.id.desc())
     rows = prefetch(page.limit(limit), InfluencerNiche, Niche)
     return [(i.id, sorted(link.niche.name for link in i.niche_links)) for i in rows]
 

@@ -88,8 +88,8 @@ def find_tool(tool: str, major: int) -> Path:
 
 
 def conn_params(settings: Settings, url: str | None = None) -> dict[str, Any]:
-    """psycopg2 keyword arguments for a tool connection: no statement_timeout."""
-    params = connect_params(url or connection_url(settings), settings)
+    """psycopg2 keyword arguments for a tool connection (as the migrator): no statement_timeout."""
+    params = connect_params(url or connection_url(settings, "migrate"), settings)
     params.pop("connection_factory", None)
     params["options"] = "-c statement_timeout=0 -c TimeZone=UTC"
     params["dbname"] = params.pop("database")

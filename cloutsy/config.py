@@ -6,6 +6,9 @@ the variable; callers at the edge (tasks, the server) print it and exit non-zero
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import ipaddress
 import logging
 import math
@@ -39,6 +42,13 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _LIMIT = re.compile(r"([0-9]{1,9})/([0-9]{0,6})([smhd])")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Development-only PII keys, derived from a fixed phrase: anyone can recompute them, so
+# staging and production refuse to start without CLOUTSY_DATA_KEYS / CLOUTSY_LOOKUP_KEY.
+DEV_DATA_KEY_ID = "dev"
+DEV_DATA_KEY = hashlib.sha256(b"cloutsy-development-data-key-do-not-use").digest()
+DEV_LOOKUP_KEY = hashlib.sha256(b"cloutsy-development-lookup-key-do-not-use").digest()
+KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
 
 class ConfigError(Exception):
@@ -100,6 +110,11 @@ class Settings:
     cors_origins: frozenset[str] = frozenset()
     # Seconds a worker reuses the /niches answer (0: build it on every request).
     niches_cache_s: float = 10.0
+    # PII encryption keys (id, 32 bytes), the first encrypts; and the blind-index key (§9).
+    data_keys: tuple[tuple[str, bytes], ...] = ((DEV_DATA_KEY_ID, DEV_DATA_KEY),)
+    lookup_key: bytes = DEV_LOOKUP_KEY
+    # Who migrates (None: DATABASE_URL; the embedded server: cloutsy_migrator).
+    migration_database_url: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -290,6 +305,48 @@ def _origins(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(found)
 
 
+def _key(name: str, raw: str) -> bytes:
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{name} must hold base64 keys (invoke keys.generate)") from None
+    if len(key) != 32:
+        raise ConfigError(f"{name} keys must be 32 bytes (base64 of 32 random bytes)")
+    return key
+
+
+def parse_data_keys(raw: str) -> tuple[tuple[str, bytes], ...]:
+    """`id:base64,id:base64` -> ((id, key), ...); ConfigError naming CLOUTSY_DATA_KEYS."""
+    keys: list[tuple[str, bytes]] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        key_id, sep, b64 = part.strip().partition(":")
+        if not sep or not KEY_ID.match(key_id):
+            raise ConfigError("CLOUTSY_DATA_KEYS must be id:base64 pairs (id: 1-16 of A-Za-z0-9_-)")
+        if any(key_id == seen for seen, _ in keys):
+            raise ConfigError(f"CLOUTSY_DATA_KEYS names key id {key_id!r} twice")
+        keys.append((key_id, _key("CLOUTSY_DATA_KEYS", b64)))
+    if not keys:
+        raise ConfigError("CLOUTSY_DATA_KEYS holds no key")
+    return tuple(keys)
+
+
+def _pii_keys(env: Mapping[str, str], cloutsy_env: str) -> dict[str, object]:
+    """The data keys and lookup key; outside development both are required."""
+    keys: dict[str, object] = {}
+    raw_keys = env.get("CLOUTSY_DATA_KEYS", "").strip()
+    raw_lookup = env.get("CLOUTSY_LOOKUP_KEY", "").strip()
+    for name, raw in (("CLOUTSY_DATA_KEYS", raw_keys), ("CLOUTSY_LOOKUP_KEY", raw_lookup)):
+        if not raw and cloutsy_env != "development":
+            raise ConfigError(f"{name} is required when CLOUTSY_ENV={cloutsy_env}")
+    if raw_keys:
+        keys["data_keys"] = parse_data_keys(raw_keys)
+    if raw_lookup:
+        keys["lookup_key"] = _key("CLOUTSY_LOOKUP_KEY", raw_lookup)
+    return keys
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and check the environment; raise ConfigError naming a bad variable."""
     env = os.environ if environ is None else environ
@@ -354,24 +411,32 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         read_your_writes_s=_float(env, "CLOUTSY_READ_YOUR_WRITES_S", 2.0),
         prepared_statements=_bool(env, "POSTGRES_PREPARED_STATEMENTS", True),
         analytics_database_url=_url(env, "ANALYTICS_DATABASE_URL"),
+        migration_database_url=_url(env, "MIGRATION_DATABASE_URL"),
         rate_limits=parse_rate_limits(env.get("CLOUTSY_RATE_LIMITS", "")),
         trusted_proxies=parse_networks(env.get("CLOUTSY_TRUSTED_PROXIES", "")),
         cors_origins=_origins(env, "CLOUTSY_CORS_ORIGINS"),
         niches_cache_s=niches_cache_s,
+        **_pii_keys(env, cloutsy_env),  # type: ignore[arg-type]
     )
 
 
 # Set by `invoke serve` for the server it starts: the task has already warned once,
 # so the server process and its workers stay quiet (one warning per `serve`).
 WARNED_ENV = "CLOUTSY_SECRET_WARNING_SHOWN"
-_warned = False
+_warned: set[str] = set()
 
 
 def warn_if_insecure(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
-    """Log that the development secret is in use, once per process (never in production)."""
-    global _warned
+    """Log once per process each development-only key in use (never outside development)."""
     env = os.environ if environ is None else environ
-    if settings.secret_key != DEV_SECRET_KEY or _warned or env.get(WARNED_ENV) == "1":
+    if env.get(WARNED_ENV) == "1":
         return
-    _warned = True
-    log.warning("CLOUTSY_SECRET_KEY is not set: using the development-only key")
+    dev = {
+        "CLOUTSY_SECRET_KEY": settings.secret_key == DEV_SECRET_KEY,
+        "CLOUTSY_DATA_KEYS": any(k == DEV_DATA_KEY for _, k in settings.data_keys),
+        "CLOUTSY_LOOKUP_KEY": settings.lookup_key == DEV_LOOKUP_KEY,
+    }
+    for name, insecure in dev.items():
+        if insecure and name not in _warned:
+            _warned.add(name)
+            log.warning("%s is not set: using the development-only key", name)

@@ -15,7 +15,8 @@ import select
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote, urlparse
 
 import psycopg2.extensions
 from peewee import DatabaseProxy, InterfaceError, OperationalError, ProgrammingError
@@ -23,7 +24,7 @@ from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 from playhouse.shortcuts import ReconnectMixin
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
-from cloutsy import embedded
+from cloutsy import embedded, roles
 from cloutsy.config import ConfigError, Settings
 from cloutsy.errors import Unavailable
 
@@ -173,15 +174,48 @@ def plain_sql(sql: str) -> str:
     return _PLACEHOLDER.sub(r"%(p\1)s", sql.replace("%", "%%"))
 
 
-def connection_url(settings: Settings) -> str:
-    """The URL to connect to: the configured server, or the embedded one (started if needed)."""
+Purpose = Literal["app", "migrate", "analytics", "admin"]
+# Who connects for what on the embedded server (trust on its socket: no passwords).
+EMBEDDED_USERS: dict[str, str] = {
+    "app": roles.APP,
+    "migrate": roles.MIGRATOR,
+    "analytics": roles.ANALYST,
+    "admin": "postgres",
+}
+_roles_ready: set[tuple[str, str]] = set()
+
+
+def with_user(url: str, user: str) -> str:
+    """`url` logging in as `user` (no password: the embedded server trusts its socket)."""
+    parsed = urlparse(url)
+    host = parsed.netloc.rpartition("@")[2]
+    return parsed._replace(netloc=f"{quote(user, safe='')}@{host}").geturl()
+
+
+def connection_url(settings: Settings, purpose: Purpose = "app") -> str:
+    """The URL to connect to for `purpose` (CONTRACT §3, §9).
+
+    Configured server: the app uses DATABASE_URL; migrations MIGRATION_DATABASE_URL and the
+    notebooks ANALYTICS_DATABASE_URL, each falling back to DATABASE_URL. Embedded server
+    (started if needed): the least-privilege roles, created on first use in each process
+    (`cloutsy.roles`), so a fresh clone serves as cloutsy_app with nothing configured.
+    """
     external = settings.external_url()
     if external:
-        return external
+        chosen = {
+            "migrate": settings.migration_database_url,
+            "admin": settings.migration_database_url,
+            "analytics": settings.analytics_url(),
+        }.get(purpose)
+        return chosen or external
     pgdata = settings.data_dir / "pgdata"
     admin_uri = embedded.server_uri(pgdata, "postgres")
     embedded.ensure_database(admin_uri, settings.postgres_db)
-    return embedded.server_uri(pgdata, settings.postgres_db)
+    url = embedded.server_uri(pgdata, settings.postgres_db)
+    if (str(pgdata), settings.postgres_db) not in _roles_ready:
+        roles.ensure_on(url, settings.postgres_db, settings, ())
+        _roles_ready.add((str(pgdata), settings.postgres_db))
+    return with_user(url, EMBEDDED_USERS[purpose])
 
 
 def connect_params(url: str, settings: Settings) -> dict[str, Any]:
@@ -209,12 +243,24 @@ def connect_params(url: str, settings: Settings) -> dict[str, Any]:
     return params
 
 
-def init_database(settings: Settings, url: str | None = None) -> PooledDatabase:
-    """Point the `database` proxy at a new pool for `settings` and return it."""
+def init_database(
+    settings: Settings, url: str | None = None, purpose: Purpose = "app"
+) -> PooledDatabase:
+    """Point the `database` proxy at a new pool for `settings` (as `purpose`) and return it."""
     if database.obj is not None:
         close_database()
-    params = connect_params(url or connection_url(settings), settings)
-    db = PooledDatabase(
+    db = make_pool(settings, url or connection_url(settings, purpose))
+    database.initialize(db)
+    from cloutsy import replicas  # replicas builds on this module
+
+    replicas.configure(settings, db)
+    return db
+
+
+def make_pool(settings: Settings, url: str) -> PooledDatabase:
+    """A pool on `url` with the settings' size and timeouts (not bound to the proxy)."""
+    params = connect_params(url, settings)
+    pool = PooledDatabase(
         params.pop("database"),
         max_connections=settings.pool_max,
         stale_timeout=settings.pool_stale,
@@ -224,12 +270,8 @@ def init_database(settings: Settings, url: str | None = None) -> PooledDatabase:
         autorollback=False,
         **params,
     )
-    db.use_prepared = settings.prepared_statements
-    database.initialize(db)
-    from cloutsy import replicas  # replicas builds on this module
-
-    replicas.configure(settings, db)
-    return db
+    pool.use_prepared = settings.prepared_statements
+    return pool
 
 
 def close_database() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,9 +28,11 @@ from typing import Any
 import numpy as np
 from argon2 import PasswordHasher
 
+from cloutsy import crypto
 from cloutsy.db import database
 from cloutsy.errors import Invalid
-from cloutsy.models import COMPANY_TYPES, GENDERS
+from cloutsy.models import COMPANY_TYPES, DIGEST_COLUMNS, GENDERS, PII_COLUMNS
+from cloutsy.services.lookup import digest_of
 
 Progress = Callable[[str, int, int], None]
 
@@ -271,7 +274,7 @@ def seed_demo(
         loads = _generate(influencers, brands, days, random_seed, report)
         with _bulk_load({table: len(rows["id"]) for table, _, rows in loads}, report):
             for table, columns, rows in loads:
-                _copy(table, columns, rows, report)
+                _copy(table, columns, rows, report, _sealers(table))
         for done, (table, _, _) in enumerate(loads, start=1):
             database.execute_sql(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -703,19 +706,53 @@ SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
 """
 
 
+def _sealers(table: str) -> dict[str, tuple[str, Callable[[list[Any]], list[Any]]]]:
+    """COPY column -> (source column, batch transform): PII encrypted, digests computed.
+
+    Applied a batch at a time as COPY reads (`_CsvStream`), so the encryption overlaps the
+    server's parsing on the other core instead of running before it.
+    """
+    if table not in PII_COLUMNS:
+        return {}
+    ring = crypto.keyring()
+    sealers: dict[str, tuple[str, Callable[[list[Any]], list[Any]]]] = {
+        column: (column, functools.partial(ring.encrypt_many, table, column))
+        for column in PII_COLUMNS[table]
+    }
+    for column, digest_column in DIGEST_COLUMNS.items():
+        sealers[digest_column] = (
+            column,
+            lambda values, column=column: [digest_of(column, v) for v in values],
+        )
+    return sealers
+
+
 def _row_counts(tables: Iterable[str]) -> dict[str, int]:
     return {t: int(database.execute_sql(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
 
 
-def _copy(table: str, columns: Sequence[str], data: dict[str, Any], report: Progress) -> None:
-    """COPY `columns` of `data` into `table`, reporting progress as the server reads."""
-    series = [_column(data[c]) for c in columns]
+def _copy(
+    table: str,
+    columns: Sequence[str],
+    data: dict[str, Any],
+    report: Progress,
+    sealers: dict[str, tuple[str, Callable[[list[Any]], list[Any]]]] | None = None,
+) -> None:
+    """COPY `columns` of `data` into `table`, reporting progress as the server reads.
+
+    `sealers` adds or replaces columns by a transform of a source column, per batch
+    (the PII codec: ciphertext and blind indexes go straight into COPY).
+    """
+    sealers = sealers or {}
+    columns = [*columns, *(c for c in sealers if c not in columns)]
+    series = [_column(data[sealers[c][0] if c in sealers else c]) for c in columns]
+    transforms = [sealers[c][1] if c in sealers else None for c in columns]
     total = len(series[0])
     report(table, 0, total)
     if total == 0:
         return
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
-    stream = _CsvStream(series, lambda done: report(table, done, total))
+    stream = _CsvStream(series, lambda done: report(table, done, total), transforms)
     database.cursor().copy_expert(sql, stream)
 
 
@@ -728,8 +765,14 @@ class _CsvStream:
 
     BATCH = 5_000
 
-    def __init__(self, series: list[list[Any]], on_batch: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        series: list[list[Any]],
+        on_batch: Callable[[int], None],
+        transforms: Sequence[Callable[[list[Any]], list[Any]] | None] = (),
+    ) -> None:
         self._series = series
+        self._transforms = list(transforms) or [None] * len(series)
         self._total = len(series[0])
         self._done = 0
         self._on_batch = on_batch
@@ -740,7 +783,13 @@ class _CsvStream:
         lo, hi = self._done, min(self._done + self.BATCH, self._total)
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(
-            zip(*(s[lo:hi] for s in self._series), strict=True)
+            zip(
+                *(
+                    t(s[lo:hi]) if t is not None else s[lo:hi]
+                    for s, t in zip(self._series, self._transforms, strict=True)
+                ),
+                strict=True,
+            )
         )
         self._done = hi
         self._on_batch(hi)

@@ -41,6 +41,7 @@ from playhouse.migrate import PostgresqlMigrator
 from playhouse.migrations import Migration, MigrationError, Runner, template
 from playhouse.schema_diff import SchemaDiff, diff_models
 
+from cloutsy import roles
 from cloutsy.config import PROJECT_ROOT, Settings
 from cloutsy.db import current
 from cloutsy.models import MODELS
@@ -168,7 +169,7 @@ def apply(
     table_name: str = "schema_migration",
     progress: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Apply pending migrations (up to `target`) one by one; return their names.
+    """Apply pending migrations (up to `target`) one by one, then re-grant the roles (§9).
 
     Each runs under `lock_timeout_ms`; a lock timeout is retried `attempts` times with
     doubling backoff, after dropping any INVALID index a failed concurrent build left.
@@ -203,6 +204,10 @@ def apply(
     finally:
         if not nested:
             db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_KEY,))
+    # Column grants (the analyst's) are not covered by default privileges: re-grant the
+    # roles after every migration (nothing when they do not exist).
+    with db.atomic():
+        roles.grant(db.cursor())
     return done
 
 

@@ -1,8 +1,9 @@
 """Tables, fields and indexes of CONTRACT §4. Nothing from the web layer.
 
 Rules the database must hold whoever writes to it live here as constraints:
-case-insensitive unique usernames and emails (unique indexes on `lower(...)`),
-unique E.164 phones, enumerations as CHECKs, cascading junction rows.
+case-insensitive unique usernames (a unique index on `lower(username)`), unique emails
+and phones (unique blind indexes `email_digest` / `phone_digest`, §9), enumerations as
+CHECKs, cascading junction rows. Which columns hold PII is said once, in `PII_COLUMNS`.
 `updated_at` is kept by a trigger (see migrations/0001) so bulk updates move it too.
 """
 
@@ -18,7 +19,7 @@ from peewee import (
     BooleanField,
     CharField,
     Check,
-    DateField,
+    Expression,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -28,6 +29,7 @@ from peewee import (
 )
 from playhouse.postgres_ext import DateTimeTZField
 
+from cloutsy import crypto
 from cloutsy.db import database
 
 GENDERS = ("female", "male", "non_binary", "other", "prefer_not_to_say")
@@ -66,6 +68,81 @@ BRAND_SEARCH = (
     "to_tsvector('simple'::regconfig, "
     "coalesce(brand_name, '') || ' ' || coalesce(username, '') || ' ' || coalesce(brand_bio, ''))"
 )
+
+
+# --- data protection (CONTRACT §4, §9): the one list every part reads -----------------------
+# The codec, migration 0002 (its frozen copy), erasure, key rotation, the analyst's column
+# grants, seed.demo and the private views all derive from these.
+PII_COLUMNS: dict[str, tuple[str, ...]] = {
+    "influencers": ("email", "phone", "date_of_birth"),
+    "brands": (
+        "email",
+        "phone",
+        "brand_email_id",
+        "poc_name",
+        "poc_designation",
+        "poc_email_id",
+        "poc_contact_number",
+        "incorporation_document",
+        "gst_document",
+        "pan_document",
+    ),
+    # A pending phone change (CONTRACT §6) holds a number too.
+    "phone_changes": ("phone",),
+}
+# Blind index beside each looked-up PII column (HMAC of the normalised value).
+DIGEST_COLUMNS: dict[str, str] = {"email": "email_digest", "phone": "phone_digest"}
+# Columns no analyst may read besides PII and digests: secrets, and the OTP table's phone
+# (the number's blind index, which would let one match OTP rows to accounts).
+SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
+    "brands": ("password",),
+    "otps": ("phone", "otp"),
+    "sessions": ("token_hash",),
+    "rate_limit_hits": ("key_hash",),
+    "idempotency_keys": ("key_hash", "fingerprint", "response"),
+}
+# What erasure writes over the public profile (besides emptying PII and digests; the
+# username becomes `~<id>`, a form sign-up never accepts, so it never blocks anyone).
+ERASED_VALUES: dict[str, dict[str, Any]] = {
+    "influencers": {"name": "Erased account", "bio": None, "profile_image": None},
+    "brands": {
+        "brand_name": "Erased account",
+        "brand_bio": None,
+        "profile_image": None,
+        "legal_entity_name": None,
+        "password": "!erased",  # no hash: nothing verifies against it
+        "is_profile_completed": False,  # its documents are gone
+    },
+}
+
+
+# Views the analyst reads whole (they show no hidden column): see migrations/0002.
+ANALYST_VIEWS = ("brand_profile_fill",)
+
+
+def analyst_hidden(table: str) -> set[str]:
+    """Columns of `table` the analyst role may not select."""
+    hidden = set(PII_COLUMNS.get(table, ())) | set(SECRET_COLUMNS.get(table, ()))
+    if table in PII_COLUMNS:
+        hidden |= set(DIGEST_COLUMNS.values())
+    return hidden
+
+
+class EncryptedField(TextField):
+    """A PII column: encrypted by the codec on every write (AAD = table.column).
+
+    Reads through peewee decrypt; the JSON views decrypt in the service (`queries`).
+    Never compare with it in SQL (each encryption differs): use the `*_digest` column.
+    """
+
+    def db_value(self, value: Any) -> Any:
+        if value is None or isinstance(value, (SQL, Expression)):
+            return value
+        text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+        return crypto.encrypt(self.model._meta.table_name, self.column_name, text)
+
+    def python_value(self, value: Any) -> Any:
+        return crypto.decrypt(self.model._meta.table_name, self.column_name, value)
 
 
 def utcnow() -> dt.datetime:
@@ -111,28 +188,41 @@ class Niche(TimestampedModel):
         table_name = "niches"
 
 
-class Influencer(TimestampedModel):
+class AccountModel(TimestampedModel):
+    """An account table: its blind indexes follow its email and phone on every save()."""
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for column, digest_column in DIGEST_COLUMNS.items():
+            if column in self._dirty or self._pk is None:
+                setattr(self, digest_column, crypto.digest_of(column, getattr(self, column)))
+        return super().save(*args, **kwargs)
+
+
+class Influencer(AccountModel):
     id = AutoField()
     name = CharField(max_length=100)
     username = CharField(max_length=30)
-    email = CharField(max_length=254)
-    phone = CharField(max_length=16, unique=True, null=True)  # null: an unproved claim released
-    date_of_birth = DateField(null=True)
+    email = EncryptedField(null=True)  # null once erased
+    phone = EncryptedField(null=True)
+    date_of_birth = EncryptedField(null=True)  # ISO date, encrypted
     gender = CharField(max_length=20, null=True, constraints=[_in("gender", GENDERS)])
     bio = TextField(null=True, constraints=[Check("char_length(bio) <= 1000")])
     profile_image = CharField(max_length=2048, null=True)
     is_phone_verified = BooleanField(default=False, constraints=[SQL("DEFAULT false")])
     is_active = BooleanField(default=True, constraints=[SQL("DEFAULT true")])
+    email_digest = CharField(max_length=64, null=True, unique=True)
+    phone_digest = CharField(max_length=64, null=True, unique=True)
+    erased_at = DateTimeTZField(null=True)
 
     class Meta:
         table_name = "influencers"
 
 
-class Brand(TimestampedModel):
+class Brand(AccountModel):
     id = AutoField()
-    email = CharField(max_length=254)
+    email = EncryptedField(null=True)
     password = CharField(max_length=255)
-    phone = CharField(max_length=16, unique=True, null=True)  # null: an unproved claim released
+    phone = EncryptedField(null=True)
     is_phone_verified = BooleanField(default=False, constraints=[SQL("DEFAULT false")])
     brand_name = CharField(max_length=200)
     username = CharField(max_length=30)
@@ -140,18 +230,21 @@ class Brand(TimestampedModel):
     company_type = CharField(
         max_length=32, null=True, constraints=[_in("company_type", COMPANY_TYPES)]
     )
-    brand_email_id = CharField(max_length=254, null=True)
-    poc_name = CharField(max_length=100, null=True)
-    poc_designation = CharField(max_length=100, null=True)
-    poc_email_id = CharField(max_length=254, null=True)
-    poc_contact_number = CharField(max_length=16, null=True)
+    brand_email_id = EncryptedField(null=True)
+    poc_name = EncryptedField(null=True)
+    poc_designation = EncryptedField(null=True)
+    poc_email_id = EncryptedField(null=True)
+    poc_contact_number = EncryptedField(null=True)
     brand_bio = TextField(null=True, constraints=[Check("char_length(brand_bio) <= 1000")])
     profile_image = CharField(max_length=2048, null=True)
-    incorporation_document = CharField(max_length=2048, null=True)
-    gst_document = CharField(max_length=2048, null=True)
-    pan_document = CharField(max_length=2048, null=True)
+    incorporation_document = EncryptedField(null=True)
+    gst_document = EncryptedField(null=True)
+    pan_document = EncryptedField(null=True)
     is_profile_completed = BooleanField(default=False, constraints=[SQL("DEFAULT false")])
     is_active = BooleanField(default=True, constraints=[SQL("DEFAULT true")])
+    email_digest = CharField(max_length=64, null=True, unique=True)
+    phone_digest = CharField(max_length=64, null=True, unique=True)
+    erased_at = DateTimeTZField(null=True)
 
     class Meta:
         table_name = "brands"
@@ -188,7 +281,7 @@ class BrandNiche(TimestampedModel):
 
 class Otp(TimestampedModel):
     id = AutoField()
-    phone = CharField(max_length=16)
+    phone = CharField(max_length=64)  # the number's blind index (phone_digest), never the number
     otp = CharField(max_length=64)  # HMAC-SHA256 hex of the code, never the code
     is_used = BooleanField(default=False, constraints=[SQL("DEFAULT false")])
     expires_at = DateTimeTZField(index=True)  # invoke db.purge
@@ -222,7 +315,8 @@ class PhoneChange(BaseModel):
     id = AutoField()
     subject_type = CharField(max_length=16, constraints=[_in("subject_type", SUBJECT_TYPES)])
     subject_id = IntegerField()
-    phone = CharField(max_length=16, index=True)
+    phone = EncryptedField()  # the new number, encrypted like the accounts' (§9)
+    phone_digest = CharField(max_length=64, index=True)  # its blind index, for lookups
     created_at = _created()
 
     class Meta:
@@ -263,12 +357,11 @@ def _expression_indexes() -> None:
     """Indexes on expressions, which peewee declares outside the field list."""
     for model in (Influencer, Brand):
         table = model._meta.table_name
-        for column in ("username", "email"):
-            model.add_index(
-                ModelIndex(
-                    model, (SQL(f"lower({column})"),), unique=True, name=f"{table}_{column}_lower"
-                )
+        model.add_index(
+            ModelIndex(
+                model, (SQL("lower(username)"),), unique=True, name=f"{table}_username_lower"
             )
+        )
     Influencer.add_index(
         ModelIndex(Influencer, (SQL(INFLUENCER_SEARCH),), name="influencers_search", using="gin")
     )
@@ -295,11 +388,11 @@ UNIQUE_FIELDS: dict[str, str] = {
     "niches_name": "name",
     "niches_slug": "slug",
     "influencers_username_lower": "username",
-    "influencers_email_lower": "email",
-    "influencers_phone": "phone",
+    "influencers_email_digest": "email",
+    "influencers_phone_digest": "phone",
     "brands_username_lower": "username",
-    "brands_email_lower": "email",
-    "brands_phone": "phone",
+    "brands_email_digest": "email",
+    "brands_phone_digest": "phone",
     "influencer_niches_influencer_id_niche_id": "nicheIds",
     "brand_niches_brand_id_niche_id": "nicheIds",
     "sessions_token_hash": "token",

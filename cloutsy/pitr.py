@@ -50,6 +50,7 @@ from cloutsy.backup import (
     write_manifest,
 )
 from cloutsy.config import Settings
+from cloutsy.db import connection_url
 from cloutsy.errors import BadRequest, Unavailable
 
 Progress = Callable[[str], None] | None
@@ -121,7 +122,7 @@ def admin_params(settings: Settings) -> dict[str, Any]:
     if settings.embedded:
         uri = embedded.server_uri(settings.data_dir / "pgdata", settings.postgres_db)
         return conn_params(settings, uri)
-    return conn_params(settings)
+    return conn_params(settings, connection_url(settings, "admin"))
 
 
 def _query(params: dict[str, Any], statement: str, autocommit: bool = True) -> list[tuple]:

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import orjson
 from pydantic.alias_generators import to_camel
 
-from cloutsy import replicas
+from cloutsy import crypto, replicas
 from cloutsy.db import database
 from cloutsy.errors import BadRequest
-from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH
+from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH, PII_COLUMNS
 from cloutsy.schemas import positive_id
 
 NICHE_REF = ("id", "name", "slug", "icon")
@@ -97,6 +98,11 @@ class Kind:
             f"WHERE l.{self.link_column} = {alias}.id)"
         )
 
+    @property
+    def pii(self) -> dict[str, str]:
+        """JSON key -> column of each encrypted field of the private view."""
+        return {to_camel(c): c for c in self.private if c in PII_COLUMNS[self.table]}
+
     def view(self, alias: str, private: bool) -> str:
         columns = self.private if private else self.public
         extra = ""
@@ -131,13 +137,22 @@ def _detail_sql(kind: Kind, private: bool) -> tuple[str, str]:
 
 
 def account_json(kind: Kind, account_id: int, private: bool = False) -> str | None:
-    """One active account's view as JSON text, or None."""
+    """One active account's view as JSON text, or None.
+
+    The public view comes from PostgreSQL untouched (it holds no PII); the private view
+    carries ciphertext out of its one statement and is decrypted here, in the service.
+    """
     name, sql = _detail_sql(kind, private)
-    if private:  # a private view is read where it was written (CONTRACT §10)
-        row = database.execute_prepared(name, sql, (account_id,)).fetchone()
-    else:
+    if not private:  # the public view holds no PII: a replica may answer (CONTRACT §10)
         row = replicas.read(lambda db: db.execute_prepared(name, sql, (account_id,)).fetchone())
-    return row[0] if row else None
+        return row[0] if row else None
+    # A private view is read where it was written (the primary) and decrypted here.
+    row = database.execute_prepared(name, sql, (account_id,)).fetchone()
+    if row is None:
+        return None
+    view = crypto.reveal(kind.table, kind.pii, orjson.loads(row[0]))
+    crypto.reveal("phone_changes", {"pendingPhone": "phone"}, view)
+    return orjson.dumps(view).decode()
 
 
 def get_influencer(influencer_id: int, private: bool = False) -> dict[str, Any] | None:
@@ -218,7 +233,9 @@ def _list_sql(
             f"{keyset} "
             f"ORDER BY l.niche_id DESC, l.{kind.link_column} DESC) ids "
             # OFFSET 0 keeps the lateral from being flattened: a nested loop, never a merge.
-            f"CROSS JOIN LATERAL (SELECT * FROM {kind.table} a WHERE a.id = ids.id "
+            # Only the public columns: no ciphertext copied, and the analyst may run it too.
+            f"CROSS JOIN LATERAL (SELECT {', '.join('a.' + c for c in kind.public)} "
+            f"FROM {kind.table} a WHERE a.id = ids.id "
             f"AND {' AND '.join(row)} OFFSET 0) a "
             f"ORDER BY ids.id DESC LIMIT {p('limit')}"
         )

@@ -33,17 +33,19 @@ CREATE TABLE IF NOT EXISTS rate_limit_hits (
 CREATE INDEX IF NOT EXISTS rate_limit_hits_name_key_hash_at ON rate_limit_hits (name, key_hash, at);
 CREATE INDEX IF NOT EXISTS rate_limit_hits_expires_at ON rate_limit_hits (expires_at);
 
--- A phone change made by PATCH, waiting for a code sent to the new number.
+-- A phone change made by PATCH, waiting for a code sent to the new number: the number
+-- encrypted like the accounts' (0002), found through its blind index.
 CREATE TABLE IF NOT EXISTS phone_changes (
     id serial PRIMARY KEY,
     subject_type varchar(16) NOT NULL CHECK (subject_type IN ('influencer', 'brand')),
     subject_id integer NOT NULL,
-    phone varchar(16) NOT NULL,
+    phone text NOT NULL,
+    phone_digest varchar(64) NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX IF NOT EXISTS phone_changes_subject_type_subject_id
     ON phone_changes (subject_type, subject_id);
-CREATE INDEX IF NOT EXISTS phone_changes_phone ON phone_changes (phone);
+CREATE INDEX IF NOT EXISTS phone_changes_phone_digest ON phone_changes (phone_digest);
 
 -- The one account a code proves the phone for (chosen at send).
 ALTER TABLE otps ADD COLUMN IF NOT EXISTS account_type varchar(16);

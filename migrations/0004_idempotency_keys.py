@@ -7,6 +7,12 @@ into a keyed fingerprint, and `response` keeps only what renders the answer agai
 (an account id, a code's expiry time).
 """
 
+SQUAWK_EXCLUDE = {
+    "prefer-identity": "bigserial like every id column of the schema (peewee's BigAutoField)",
+    "prefer-text-field": "fixed-width hex HMACs (varchar(64)), never resized",
+    "prefer-bigint-over-smallint": "an HTTP status code",
+}
+
 UP = """
 SET LOCAL lock_timeout = '5s';
 CREATE TABLE idempotency_keys (

@@ -67,7 +67,10 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def pool(settings: Settings) -> Iterator[PooledDatabase]:
     """The migrated, seeded test database behind the `database` proxy."""
-    db = init_database(settings)
+    # The suite's harness drops and recreates the schema: it connects as the migrator
+    # (owner rights: cloutsy_migrator on the embedded default, else MIGRATION_DATABASE_URL
+    # or DATABASE_URL), as `invoke migrate` does; tests of the app's rights log in as it.
+    db = init_database(settings, purpose="migrate")
     _reset_schema()
     yield db
     close_database()

@@ -1,8 +1,21 @@
 """Settings: defaults, one-line errors naming the variable, production's secret rule."""
 
+import base64
+import logging
+
 import pytest
 
-from cloutsy.config import DEV_SECRET_KEY, ConfigError, load_settings
+from cloutsy import config
+from cloutsy.config import DEV_DATA_KEY, DEV_SECRET_KEY, ConfigError, load_settings
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+KEY2 = base64.b64encode(bytes(range(1, 33))).decode()
+KEYS = {
+    "CLOUTSY_SECRET_KEY": "x" * 32,
+    "CLOUTSY_DATA_KEYS": f"k1:{KEY}",
+    "CLOUTSY_LOOKUP_KEY": KEY,
+    "DATABASE_URL": "postgresql://app@db/cloutsy",  # staging/production refuse the embedded
+}
 
 
 def test_defaults_follow_the_contract():
@@ -47,6 +60,14 @@ def test_postgres_variables_build_a_url_with_quoted_password():
         ({"CLOUTSY_RATE_LIMITS": "login_email=5/0m"}, "CLOUTSY_RATE_LIMITS"),
         ({"CLOUTSY_RATE_LIMITS": "login_email=5/1w"}, "CLOUTSY_RATE_LIMITS"),
         ({"CLOUTSY_TRUSTED_PROXIES": "10.0.0.0/33"}, "CLOUTSY_TRUSTED_PROXIES"),
+        ({"CLOUTSY_ENV": "staging", **KEYS, "CLOUTSY_DATA_KEYS": ""}, "CLOUTSY_DATA_KEYS"),
+        ({"CLOUTSY_ENV": "production", **KEYS, "CLOUTSY_LOOKUP_KEY": ""}, "CLOUTSY_LOOKUP_KEY"),
+        ({"CLOUTSY_DATA_KEYS": "k1"}, "CLOUTSY_DATA_KEYS"),
+        ({"CLOUTSY_DATA_KEYS": "k1:" + base64.b64encode(b"short").decode()}, "CLOUTSY_DATA_KEYS"),
+        ({"CLOUTSY_DATA_KEYS": f"k1:{KEY},k1:{KEY}"}, "CLOUTSY_DATA_KEYS"),
+        ({"CLOUTSY_LOOKUP_KEY": "not base64!"}, "CLOUTSY_LOOKUP_KEY"),
+        ({"MIGRATION_DATABASE_URL": "mysql://x"}, "MIGRATION_DATABASE_URL"),
+        ({"ANALYTICS_DATABASE_URL": "mysql://x"}, "ANALYTICS_DATABASE_URL"),
     ],
 )
 def test_bad_values_stop_with_one_line_naming_the_variable(env, names):
@@ -57,11 +78,7 @@ def test_bad_values_stop_with_one_line_naming_the_variable(env, names):
     assert "\n" not in message
 
 
-PRODUCTION = {
-    "CLOUTSY_ENV": "production",
-    "CLOUTSY_SECRET_KEY": "x" * 32,
-    "DATABASE_URL": "postgresql://app@db/cloutsy",
-}
+PRODUCTION = {"CLOUTSY_ENV": "production", **KEYS}
 
 
 def test_production_starts_with_a_secret_key_and_a_database_url():
@@ -123,6 +140,31 @@ def test_trusted_proxies_are_networks():
 def test_debug_codes_only_in_development_on_a_loopback_address(env, host, debug):
     s = load_settings(dict(PRODUCTION, CLOUTSY_ENV=env, CLOUTSY_HOST=host))
     assert s.debug_codes is debug
+
+
+def test_production_starts_with_its_secret_and_pii_keys():
+    s = load_settings({"CLOUTSY_ENV": "production", **KEYS})
+    assert s.is_production and s.secret_key == "x" * 32
+    assert s.data_keys == (("k1", bytes(range(32))),) and s.lookup_key == bytes(range(32))
+
+
+def test_data_keys_the_first_encrypts_all_decrypt():
+    s = load_settings({"CLOUTSY_DATA_KEYS": f"k2:{KEY2}, k1:{KEY}"})
+    assert [key_id for key_id, _ in s.data_keys] == ["k2", "k1"]
+
+
+def test_development_falls_back_to_fixed_keys_with_one_warning_per_process(caplog, monkeypatch):
+    monkeypatch.setattr(config, "_warned", set())
+    s = load_settings({"CLOUTSY_SECRET_KEY": "x" * 32})
+    assert s.data_keys == (("dev", DEV_DATA_KEY),)
+    with caplog.at_level(logging.WARNING, logger="cloutsy.config"):
+        config.warn_if_insecure(s)
+        config.warn_if_insecure(s)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sorted(lines) == [
+        "CLOUTSY_DATA_KEYS is not set: using the development-only key",
+        "CLOUTSY_LOOKUP_KEY is not set: using the development-only key",
+    ]
 
 
 def test_settings_are_frozen():

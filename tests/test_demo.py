@@ -9,9 +9,9 @@ import pytest
 from argon2 import PasswordHasher
 from email_validator import validate_email
 
-from cloutsy import demo
+from cloutsy import crypto, demo
 from cloutsy.errors import Invalid
-from cloutsy.models import COMPANY_TYPES, GENDERS, Influencer
+from cloutsy.models import COMPANY_TYPES, GENDERS, PII_COLUMNS, Influencer
 
 ANCHOR = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)  # a fixed "today" so reruns compare equal
 SIZE = {"influencers": 2000, "brands": 200, "days": 60}
@@ -35,11 +35,37 @@ def scalar(db, sql: str, params=None):
 
 
 def checksum(db) -> str:
-    parts = [
-        scalar(db, f"SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM {table} t")
-        for table in TABLES
-    ]
+    """Of every row, but with PII as its plaintext: ciphertext differs each time (random nonces)."""
+    parts = []
+    for table in TABLES:
+        rows = db.execute_sql(f"SELECT to_jsonb(t) FROM {table} t ORDER BY t.id").fetchall()
+        for (row,) in rows:
+            for column in PII_COLUMNS.get(table, ()):
+                row[column] = crypto.decrypt(table, column, row[column])
+        parts.append(str(hash(repr(rows))))
     return "/".join(parts)
+
+
+def opened(table: str, names, row) -> tuple:
+    """`row` (values of `names`, then extras) with its PII columns decrypted."""
+    pii = PII_COLUMNS[table]
+    named = [
+        crypto.decrypt(table, n, v) if n in pii else v for n, v in zip(names, row, strict=False)
+    ]
+    return (*named, *row[len(names) :])
+
+
+def plain_rows(db, table: str, columns: str) -> list[tuple]:
+    """`SELECT columns FROM table`, with the PII columns decrypted."""
+    names = [c.strip() for c in columns.split(",")]
+    rows = db.execute_sql(f"SELECT {columns} FROM {table}").fetchall()
+    pii = PII_COLUMNS[table]
+    return [
+        tuple(
+            crypto.decrypt(table, n, v) if n in pii else v for n, v in zip(names, row, strict=False)
+        )
+        for row in rows
+    ]
 
 
 def wipe(db) -> None:
@@ -66,10 +92,10 @@ def test_same_seed_on_an_empty_database_gives_the_same_rows(db, anchored):
 
 
 def test_accounts_follow_the_api_rules(db, seeded):
-    rows = db.execute_sql(
-        "SELECT username, email, phone, gender, date_of_birth, bio, profile_image FROM influencers"
-    ).fetchall()
-    oldest_allowed = ANCHOR.date().replace(year=ANCHOR.year - 13)
+    rows = plain_rows(
+        db, "influencers", "username, email, phone, gender, date_of_birth, bio, profile_image"
+    )
+    oldest_allowed = ANCHOR.date().replace(year=ANCHOR.year - 13).isoformat()
     for username, email, phone, gender, born, bio, image in rows:
         assert re.fullmatch(r"[a-z0-9._]{3,30}", username)
         assert email == email.lower()
@@ -81,11 +107,13 @@ def test_accounts_follow_the_api_rules(db, seeded):
     for email in [r[1] for r in rows[:200:10]]:
         assert validate_email(email, check_deliverability=False).normalized == email
 
-    brands = db.execute_sql(
-        "SELECT username, email, phone, password, company_type, poc_contact_number, brand_bio, "
+    brands = plain_rows(
+        db,
+        "brands",
+        "username, email, phone, password, company_type, poc_contact_number, brand_bio, "
         "profile_image, incorporation_document, gst_document, pan_document, brand_email_id, "
-        "poc_email_id FROM brands"
-    ).fetchall()
+        "poc_email_id",
+    )
     password_hash = brands[0][3]
     assert password_hash.startswith("$argon2id$")
     assert PasswordHasher().verify(password_hash, demo.DEMO_PASSWORD)
@@ -108,7 +136,7 @@ def test_unique_values_and_timestamps(db, seeded):
         assert scalar(db, f"SELECT count(DISTINCT lower(username)) FROM {table}") == scalar(
             db, f"SELECT count(*) FROM {table}"
         )
-        assert scalar(db, f"SELECT count(DISTINCT lower(email)) FROM {table}") == scalar(
+        assert scalar(db, f"SELECT count(DISTINCT email_digest) FROM {table}") == scalar(
             db, f"SELECT count(*) FROM {table}"
         )
         low, high, bad = db.execute_sql(
@@ -119,8 +147,8 @@ def test_unique_values_and_timestamps(db, seeded):
         assert ANCHOR - dt.timedelta(days=60) <= low and high < ANCHOR
         assert bad == 0
     # No phone is shared, not even between an influencer and a brand (OTP finds one account).
-    phones = "(SELECT phone FROM influencers UNION ALL SELECT phone FROM brands) p"
-    assert scalar(db, f"SELECT count(DISTINCT phone) FROM {phones}") == 2200
+    phones = "(SELECT phone_digest FROM influencers UNION ALL SELECT phone_digest FROM brands) p"
+    assert scalar(db, f"SELECT count(DISTINCT phone_digest) FROM {phones}") == 2200
 
 
 def test_profile_completed_exactly_when_every_field_is_filled(db, seeded):
@@ -252,8 +280,11 @@ def test_demo_accounts_pass_the_api_sign_up_validation(db, seeded):
         "(SELECT array_agg(niche_id ORDER BY niche_id) FROM influencer_niches l "
         " WHERE l.influencer_id = a.id) FROM influencers a ORDER BY id LIMIT 300"
     ).fetchall()
+    rows = [opened("influencers", influencer_fields, row) for row in rows]
     for row in rows:
         values = {k: v for k, v in zip(influencer_fields, row, strict=False) if v is not None}
+        if "date_of_birth" in values:  # stored as encrypted ISO text
+            values["date_of_birth"] = dt.date.fromisoformat(values["date_of_birth"])
         created = InfluencerCreate.model_validate({**values, "niche_ids": row[-1]})
         assert (created.username, created.email, created.phone) == (
             values["username"],
@@ -266,6 +297,7 @@ def test_demo_accounts_pass_the_api_sign_up_validation(db, seeded):
         "(SELECT array_agg(niche_id ORDER BY niche_id) FROM brand_niches l "
         " WHERE l.brand_id = a.id) FROM brands a ORDER BY id"
     ).fetchall()
+    rows = [opened("brands", brand_fields, row) for row in rows]
     for row in rows:
         values = {k: v for k, v in zip(brand_fields, row, strict=False) if v is not None}
         payload = {**values, "password": demo.DEMO_PASSWORD, "niche_ids": row[-1]}

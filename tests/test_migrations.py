@@ -7,11 +7,12 @@ from cloutsy.db import database
 CONTRACT_COLUMNS = {
     "niches": "id, name, slug, icon, description, is_active, created_at, updated_at",
     "influencers": "id, name, username, email, phone, date_of_birth, gender, bio, profile_image, "
-    "is_phone_verified, is_active, created_at, updated_at",
+    "is_phone_verified, is_active, created_at, updated_at, email_digest, phone_digest, erased_at",
     "brands": "id, email, password, phone, is_phone_verified, brand_name, username, "
     "legal_entity_name, company_type, brand_email_id, poc_name, poc_designation, poc_email_id, "
     "poc_contact_number, brand_bio, profile_image, incorporation_document, gst_document, "
-    "pan_document, is_profile_completed, is_active, created_at, updated_at",
+    "pan_document, is_profile_completed, is_active, created_at, updated_at, "
+    "email_digest, phone_digest, erased_at",
     "influencer_niches": "id, influencer_id, niche_id, created_at, updated_at",
     "brand_niches": "id, brand_id, niche_id, created_at, updated_at",
     "otps": "id, phone, otp, is_used, expires_at, attempts, created_at, updated_at",
@@ -57,7 +58,11 @@ def test_contract_indexes_exist(db):
     ).fetchall()
     defs = {name: definition for name, definition in rows}
     assert "lower((username)::text)" in defs["influencers_username_lower"]
-    assert "UNIQUE" in defs["influencers_email_lower"]
+    for table in ("influencers", "brands"):
+        for column in ("email", "phone"):
+            assert "UNIQUE" in defs[f"{table}_{column}_digest"]
+        # Plaintext indexes are gone: the columns hold ciphertext (§9).
+        assert f"{table}_email_lower" not in defs and f"{table}_phone" not in defs
     assert "UNIQUE" in defs["brands_username_lower"]
     assert "(niche_id, influencer_id)" in defs["influencer_niches_niche_id_influencer_id"]
     assert "(phone, created_at)" in defs["otps_phone_created_at"]

@@ -96,9 +96,11 @@ def live_server(pool, tmp_path_factory):
     truncate_all(pool)
 
 
-def test_the_served_api_answers_over_http(live_server):
+def test_the_served_api_answers_over_http(live_server, settings):
     status, headers, body = http("GET", f"{live_server.url}/health")
     assert status == 200 and json.loads(body)["database"]["pendingMigrations"] == 0
+    if settings.embedded:  # the default needs nothing configured and is least privilege
+        assert "the service connects as cloutsy_app" in live_server.log.read_text()
     assert headers["Content-Type"] == "application/json; charset=utf-8"
     assert headers["X-Request-Id"]
 

@@ -314,14 +314,15 @@ def test_db_tasks_refuse_a_configured_server():
 def test_the_secret_key_warning_is_logged_once_per_process(caplog, monkeypatch):
     from cloutsy import config
 
-    monkeypatch.setattr(config, "_warned", False)
+    monkeypatch.setattr(config, "_warned", set())
     dev = load_settings({})
     with caplog.at_level(logging.WARNING, logger="cloutsy.config"):
         for _ in range(3):
             config.warn_if_insecure(dev, {})
         config.warn_if_insecure(dev, {config.WARNED_ENV: "1"})
     assert [r.getMessage() for r in caplog.records] == [
-        "CLOUTSY_SECRET_KEY is not set: using the development-only key"
+        f"{name} is not set: using the development-only key"
+        for name in ("CLOUTSY_SECRET_KEY", "CLOUTSY_DATA_KEYS", "CLOUTSY_LOOKUP_KEY")
     ]
 
 

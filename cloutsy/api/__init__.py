@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bottle
 
-from cloutsy import replicas
+from cloutsy import crypto, replicas
 from cloutsy.api import accounts, cors, http, metrics, niches, ops, session_routes
 from cloutsy.config import Settings
 from cloutsy.db import current
@@ -13,6 +13,7 @@ from cloutsy.services.limits import Limiter
 
 def create_app(settings: Settings) -> bottle.Bottle:
     """A configured app; the database proxy must already be initialised (`init_database`)."""
+    crypto.configure(settings)  # the PII keys of these settings, for every request
     app = bottle.Bottle()
     app.config["json.disable"] = True  # routes return JSON text or bytes themselves
     app.config["cloutsy.settings"] = settings

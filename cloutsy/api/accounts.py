@@ -1,7 +1,7 @@
 """Influencer and brand routes: sign-up, browse, detail, and the account's own edits.
 
 Handlers parse, call a service, serialise. Who may do what is decided in `auth`:
-PATCH and PUT …/niches only by the account itself, DELETE by itself or the admin.
+PATCH and PUT …/niches only by the account itself, DELETE and …/erase by itself or the admin.
 """
 
 from __future__ import annotations
@@ -288,5 +288,19 @@ def _register_self_service(api, settings, kind, update_model, private, update): 
     def deactivate(id: str) -> bytes:  # noqa: A002
         account_id = auth.require_self(settings, kind.name, id, admin=True)
         accounts.deactivate(kind, account_id)
+        bottle.response.status = 204
+        return b""
+
+    @api.route(
+        "POST",
+        f"/{plural}/{{id}}/erase",
+        summary=f"Erase the {kind.name}: PII gone, identifiers free again (itself or the admin)",
+        tag=plural,
+        auth="bearer",
+        responses={204: None, **denied},
+    )
+    def erase(id: str) -> bytes:  # noqa: A002
+        account_id = auth.require_self(settings, kind.name, id, admin=True)
+        accounts.erase(kind, account_id)
         bottle.response.status = 204
         return b""

@@ -193,6 +193,8 @@ class RequestPlugin:
                 code = exc.code
                 if isinstance(exc, RateLimited) and exc.limit:
                     metrics.rate_limited(exc.limit)
+                if exc.status >= 500:  # e.g. a value that does not decrypt: say which column
+                    log.error("request %s failed: %s", environ.get("cloutsy.request_id"), exc)
                 return error_response(exc)
             except MaxConnectionsExceeded:
                 code = "unavailable"

@@ -14,6 +14,7 @@ the constant app, in an order rotated every round. `--scale` adds a
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -482,6 +483,12 @@ class Dataset:
             CLOUTSY_HOST="127.0.0.1",
             CLOUTSY_PORT=str(port),
             CLOUTSY_SECRET_KEY=secrets.token_hex(16),
+            # The keys the data was seeded with (production requires them to be set).
+            CLOUTSY_DATA_KEYS=",".join(
+                f"{key_id}:{base64.b64encode(key).decode()}"
+                for key_id, key in self.settings.data_keys
+            ),
+            CLOUTSY_LOOKUP_KEY=base64.b64encode(self.settings.lookup_key).decode(),
             CLOUTSY_DATA_DIR=str(self.settings.data_dir),
             POSTGRES_POOL_MAX=str(POOL_MAX),
             CLOUTSY_BENCH_DSN=self.dsn,
@@ -537,9 +544,9 @@ def _counts(dsn: str) -> tuple[int, int] | None:
 
 def _forget_writes(cur: Any) -> None:
     """Delete the accounts the write runs signed up (their links cascade)."""
-    pattern = f"%@{BENCH_EMAIL_DOMAIN}"
-    cur.execute("DELETE FROM influencers WHERE email LIKE %s", (pattern,))
-    cur.execute("DELETE FROM brands WHERE email LIKE %s", (pattern,))
+    # By name, as signup.lua writes them: emails are ciphertext (CONTRACT §9).
+    cur.execute("DELETE FROM influencers WHERE name LIKE 'Bench Influencer %%'")
+    cur.execute("DELETE FROM brands WHERE brand_name LIKE 'Bench Brand %%'")
 
 
 def prepare_dataset(

@@ -1,4 +1,4 @@
-"""Accounts' writes, each in one transaction: sign-up, self-service edits, niches, deactivation."""
+"""Accounts' writes, each in one transaction: sign-up, edits, niches, deactivation, erasure."""
 
 from __future__ import annotations
 
@@ -16,17 +16,30 @@ from cloutsy.errors import Conflict, Invalid, NotFound
 from cloutsy.integrity import translated
 from cloutsy.models import (
     BRAND_PROFILE_FIELDS,
+    DIGEST_COLUMNS,
+    ERASED_VALUES,
+    PII_COLUMNS,
     Brand,
     BrandNiche,
     Influencer,
     InfluencerNiche,
     Niche,
+    Otp,
     PhoneChange,
+    Session,
+    utcnow,
 )
 from cloutsy.passwords import hash_password
 from cloutsy.schemas import BrandCreate, BrandUpdate, InfluencerCreate, InfluencerUpdate
 from cloutsy.services import sessions
 from cloutsy.services.limits import Limiter
+from cloutsy.services.lookup import digest_of, holding, with_digests
+
+
+def _stored(table: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Values as written: an empty PII value is no value (SQL cannot see inside ciphertext)."""
+    pii = PII_COLUMNS[table]
+    return with_digests({k: (None if k in pii and v == "" else v) for k, v in values.items()})
 
 
 def profile_completed(values: dict[str, Any]) -> bool:
@@ -83,7 +96,7 @@ def create_influencer(data: InfluencerCreate) -> tuple[int, str]:
 
     A phone that only an unproved influencer holds is released from that one (CONTRACT §6).
     """
-    fields = data.model_dump(exclude={"niche_ids"}, exclude_none=True)
+    fields = _stored("influencers", data.model_dump(exclude={"niche_ids"}, exclude_none=True))
     with database.connected(), translated(Influencer, fields), database.atomic():
         release_unproved_claim(INFLUENCER, data.phone)
         person = Influencer.create(**fields)
@@ -98,9 +111,10 @@ def create_brand(data: BrandCreate, password_hash: str) -> tuple[int, str]:
     fields = data.model_dump(exclude={"niche_ids", "password"}, exclude_none=True)
     fields["password"] = password_hash
     fields["is_profile_completed"] = profile_completed(fields)
-    with database.connected(), translated(Brand, fields), database.atomic():
+    stored = _stored("brands", fields)
+    with database.connected(), translated(Brand, stored), database.atomic():
         release_unproved_claim(BRAND, data.phone)
-        brand = Brand.create(**fields)
+        brand = Brand.create(**stored)
         link_niches(BrandNiche, "brand_id", brand.id, data.niche_ids)
         body = queries.account_json(queries.BRANDS, brand.id, private=True)
     assert body is not None
@@ -129,7 +143,12 @@ KINDS = {kind.name: kind for kind in (INFLUENCER, BRAND)}
 
 
 def _fields(model: Any, changes: dict[str, Any]) -> dict[Field, Any]:
-    return {getattr(model, name): value for name, value in changes.items()}
+    """The columns a change writes: an empty PII value as none, an email with its digest.
+
+    A new phone never comes this way: it waits as a pending change (`_set_pending_phone`).
+    """
+    stored = _stored(model._meta.table_name, changes)
+    return {getattr(model, name): value for name, value in stored.items()}
 
 
 def _profile_completed_sql(changes: dict[str, Any]) -> Expression | bool:
@@ -141,7 +160,10 @@ def _profile_completed_sql(changes: dict[str, Any]) -> Expression | bool:
                 return False
         else:
             column = getattr(Brand, name)
-            kept.append(column.is_null(False) & (column != ""))
+            if name in PII_COLUMNS["brands"]:
+                kept.append(column.is_null(False))  # ciphertext; "" is stored as NULL
+            else:
+                kept.append(column.is_null(False) & (column != ""))
     return reduce(operator.and_, kept) if kept else True
 
 
@@ -157,14 +179,15 @@ def _update(
     model: Any = kind.model
     written = {f.name: v for f, v in values.items()}
     with translated(model, written, account_id), database.atomic():
-        current = model.select(model.phone).where((model.id == account_id) & model.is_active)
+        current = model.select(model.phone_digest).where((model.id == account_id) & model.is_active)
         row = current.for_update().tuples().first()
         if row is None:
             raise NotFound(f"no such {kind.name}")
         if values:
             model.update(values).where(model.id == account_id).execute()
         if phone is not None:
-            _set_pending_phone(kind, account_id, None if phone == row[0] else phone)
+            same = row[0] == digest_of("phone", phone)
+            _set_pending_phone(kind, account_id, None if same else phone)
         body = queries.account_json(kind.view, account_id, private=True)
     if body is None:
         raise NotFound(f"no such {kind.name}")
@@ -235,8 +258,8 @@ def deactivate(kind: AccountKind, account_id: int) -> None:
 
 
 # --- who a phone belongs to (CONTRACT §6) ------------------------------------------------
-# Every lookup of an account by phone is one of the functions below (issue 11 moves them
-# onto phone_digest by changing only their bodies).
+# Every lookup of an account by phone is one of the functions below, through the phone's
+# blind index (`lookup.holding`): the column itself holds ciphertext (§9).
 
 
 @dataclass(frozen=True)
@@ -253,7 +276,7 @@ def phone_holder(kind: AccountKind, phone: str) -> Holder | None:
     model: Any = kind.model
     row = (
         model.select(model.id, model.is_phone_verified, model.is_active)
-        .where(model.phone == phone)
+        .where(holding(model, "phone", phone))
         .tuples()
         .first()
     )
@@ -267,8 +290,8 @@ def release_unproved_claim(kind: AccountKind, phone: str) -> int:
     An account that proved the phone keeps it: the caller's insert then fails with 409.
     """
     model: Any = kind.model
-    released = model.update(phone=None, is_phone_verified=False).where(
-        (model.phone == phone) & ~model.is_phone_verified
+    released = model.update(phone=None, phone_digest=None, is_phone_verified=False).where(
+        holding(model, "phone", phone) & ~model.is_phone_verified
     )
     return int(released.execute())
 
@@ -280,7 +303,9 @@ def pending_change_for(kind: AccountKind, phone: str) -> int | None:
         PhoneChange.select(PhoneChange.subject_id)
         .join(model, on=(model.id == PhoneChange.subject_id))
         .where(
-            (PhoneChange.subject_type == kind.name) & (PhoneChange.phone == phone) & model.is_active
+            (PhoneChange.subject_type == kind.name)
+            & holding(PhoneChange, "phone", phone)
+            & model.is_active
         )
         .order_by(PhoneChange.created_at.desc(), PhoneChange.id.desc())
         .tuples()
@@ -298,7 +323,9 @@ def _set_pending_phone(kind: AccountKind, account_id: int, phone: str | None) ->
     holder = phone_holder(kind, phone)
     if holder is not None and holder.proved and holder.id != account_id:
         raise Conflict("phone")
-    PhoneChange.insert(subject_type=kind.name, subject_id=account_id, phone=phone).execute()
+    PhoneChange.insert(
+        subject_type=kind.name, subject_id=account_id, **with_digests({"phone": phone})
+    ).execute()
 
 
 def code_target(phone: str, kind_name: str | None) -> tuple[str, int] | None:
@@ -333,7 +360,7 @@ def prove_phone(kind_name: str, account_id: int, phone: str) -> bool:
     kind = KINDS[kind_name]
     model: Any = kind.model
     row = (
-        model.select(model.phone)
+        model.select(model.phone_digest)
         .where((model.id == account_id) & model.is_active)
         .for_update()
         .tuples()
@@ -341,14 +368,54 @@ def prove_phone(kind_name: str, account_id: int, phone: str) -> bool:
     )
     if row is None:
         return False
-    if row[0] == phone:
+    if row[0] == digest_of("phone", phone):
         model.update(is_phone_verified=True).where(model.id == account_id).execute()
         return True
     where = (PhoneChange.subject_type == kind.name) & (PhoneChange.subject_id == account_id)
-    if not PhoneChange.delete().where(where & (PhoneChange.phone == phone)).execute():
+    if not PhoneChange.delete().where(where & holding(PhoneChange, "phone", phone)).execute():
         return False
     with translated():
         release_unproved_claim(kind, phone)
-        model.update(phone=phone, is_phone_verified=True).where(model.id == account_id).execute()
+        changed = with_digests({"phone": phone, "is_phone_verified": True})
+        model.update(changed).where(model.id == account_id).execute()
     sessions.revoke_all(kind.name, account_id)
     return True
+
+
+def erase(kind: AccountKind, account_id: int) -> None:
+    """Erase an account (CONTRACT §9, DPDP Act 2023 / GDPR art. 17), in one transaction.
+
+    Sets `erased_at`, empties every PII column and digest (so the email and phone can sign
+    up again at once), replaces the public profile with placeholders (the username with
+    one no sign-up accepts, freeing the real one), deletes its sessions and OTP rows, and
+    keeps its sign-up time and niche links for the analytics; a pending phone change goes
+    too. NotFound if it is already
+    erased or never existed; a deactivated account can still be erased.
+    """
+    model: Any = kind.model
+    table = model._meta.table_name
+    with database.atomic():
+        row = (
+            model.select(model.id, model.phone_digest)
+            .where((model.id == account_id) & model.erased_at.is_null())
+            .for_update()
+            .first()
+        )
+        if row is None:
+            raise NotFound(f"no such {kind.name}")
+        phone_key = row.phone_digest  # what otps.phone holds for this number
+        values: dict[str, Any] = {c: None for c in PII_COLUMNS[table]}
+        values.update({digest: None for digest in DIGEST_COLUMNS.values()})
+        values.update(ERASED_VALUES[table])
+        values.update(
+            erased_at=utcnow(), is_active=False, is_phone_verified=False, username=f"~{account_id}"
+        )
+        model.update(values).where(model.id == account_id).execute()
+        Session.delete().where(
+            (Session.subject_type == kind.name) & (Session.subject_id == account_id)
+        ).execute()
+        PhoneChange.delete().where(
+            (PhoneChange.subject_type == kind.name) & (PhoneChange.subject_id == account_id)
+        ).execute()
+        if phone_key is not None:
+            Otp.delete().where(Otp.phone == phone_key).execute()

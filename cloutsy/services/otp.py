@@ -34,6 +34,7 @@ from cloutsy.logs import mask_phone
 from cloutsy.models import Otp, utcnow
 from cloutsy.services import accounts, sessions
 from cloutsy.services.limits import Limiter
+from cloutsy.services.lookup import otp_key
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,10 @@ def send_code(
         limiter.take("otp_send_address", client, now)
         limiter.take("otp_send_total", "*", now)
         target = accounts.code_target(phone, account_type)
-        Otp.delete().where((Otp.phone == phone) & (Otp.created_at <= now - KEEP)).execute()
+        key = otp_key(phone)  # otps.phone holds the number's blind index (§9)
+        Otp.delete().where((Otp.phone == key) & (Otp.created_at <= now - KEEP)).execute()
         Otp.insert(
-            phone=phone,
+            phone=key,
             otp=code_hash(secret_key, phone, code),
             expires_at=expires,
             account_type=target[0] if target else account_type,
@@ -141,7 +143,7 @@ def verify_code(
                 Otp.id, Otp.otp, Otp.is_used, Otp.expires_at, Otp.attempts, Otp.account_type,
                 Otp.account_id,
             )
-            .where(Otp.phone == phone)
+            .where(Otp.phone == otp_key(phone))
             .order_by(Otp.created_at.desc(), Otp.id.desc())
             .for_update()
             .first()

@@ -11,14 +11,13 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from peewee import fn
-
 from cloutsy.db import database
 from cloutsy.errors import Unauthorized
 from cloutsy.models import Brand, Influencer, Session, utcnow
 from cloutsy.passwords import hash_password, needs_rehash, verify_password
 from cloutsy.passwords import slot as password_slot
 from cloutsy.services.limits import Limiter
+from cloutsy.services.lookup import holding
 
 TOKEN_BYTES = 32
 LIFETIME = dt.timedelta(days=30)
@@ -117,7 +116,7 @@ def brand_by_email(email: str) -> tuple[int, str, bool] | None:
     """
     row = (
         Brand.select(Brand.id, Brand.password, Brand.is_active)
-        .where(fn.lower(Brand.email) == email.lower())  # the lower(email) unique index
+        .where(holding(Brand, "email", email))  # the unique email_digest index
         .tuples()
         .first()
     )
