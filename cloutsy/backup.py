@@ -319,8 +319,12 @@ def restore(settings: Settings, path: Path) -> None:
 
 @contextmanager
 def scratch_database(settings: Settings, name: str) -> Iterator[dict[str, Any]]:
-    """A new empty database `name` on the configured server, dropped afterwards."""
-    params = conn_params(settings)
+    """A new empty database `name` on the configured server, dropped afterwards.
+
+    Made with the admin connection (the embedded server's superuser, else
+    MIGRATION_DATABASE_URL): the migrator role of §9 may not create databases.
+    """
+    params = conn_params(settings, connection_url(settings, "admin"))
     admin = psycopg2.connect(**params)
     admin.autocommit = True
     try:

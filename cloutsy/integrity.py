@@ -87,7 +87,13 @@ def unique_checks(model: type[Model]) -> list[tuple[str, str, str]]:
             if len(words) == 1:
                 checks.append((index._name, part.sql, words[0]))
     order = [f.column_name for f in model._meta.sorted_fields]  # type: ignore[attr-defined]
-    return sorted((c for c in checks if c[0] in UNIQUE_FIELDS), key=lambda c: order.index(c[2]))
+
+    def place(check: tuple[str, str, str]) -> int:
+        # In the order of the fields the client sees: `email`, not where its digest sits.
+        named = UNIQUE_FIELDS[check[0]]
+        return order.index(named if named in order else check[2])
+
+    return sorted((c for c in checks if c[0] in UNIQUE_FIELDS), key=place)
 
 
 def taken_fields(

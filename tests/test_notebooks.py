@@ -35,7 +35,7 @@ def test_the_three_notebooks_are_committed_without_outputs():
 
 
 # Figures each notebook draws (a figure may hold several axes).
-FIGURES = {"growth_metrics": 5, "niche_distribution": 5, "query_timings": 4}
+FIGURES = {"growth_metrics": 6, "niche_distribution": 5, "query_timings": 4}
 
 
 def test_notebooks_run_against_demo_data_and_draw_charts(committed, tmp_path, monkeypatch):

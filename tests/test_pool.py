@@ -145,13 +145,14 @@ def test_a_connection_the_server_terminated_is_replaced_at_checkout(pool, settin
 
 
 def test_without_prepared_statements_a_role_lacking_the_timeout_is_reported(pool, settings):
-    unprepared = private_pool(connection_url(settings), prepared_statements=False)
+    # The migrator has no statement_timeout of its own (migrations run long on purpose):
+    # without startup options nothing sets one. (cloutsy_app has it on the role, §9.)
+    unprepared = private_pool(connection_url(settings, "migrate"), prepared_statements=False)
     unprepared.use_prepared = False
     try:
         from cloutsy.db import role_warnings
 
         warnings = role_warnings(unprepared)
-        # The test role has no statement_timeout of its own: only the startup options set it.
         assert any("statement_timeout" in w for w in warnings)
         assert role_warnings(pool) == []  # prepared statements on: the options carry it
     finally:

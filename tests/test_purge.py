@@ -47,6 +47,7 @@ def test_purge_deletes_only_what_expired_in_batches(db):
         "expired OTP codes": 5,
         "expired sessions": 2,
         "limit counters": 5,
+        "idempotency keys": 0,
     }
     assert [t for label, t in batches if label == "limit counters"] == [2, 4, 5]
     assert Otp.select().count() == 1 and RateLimitHit.select().count() == 1

@@ -241,7 +241,7 @@ def test_db_roles_on_an_empty_database_then_migrations_as_the_migrator(settings,
     roles.ensure_on(admin, name, settings, ())
     roles.ensure_on(admin, name, settings, ())  # idempotent
     with proxy_on(settings, with_user(admin, roles.MIGRATOR)) as db, db.connection_context():
-        assert migrations.apply() == ["0001_initial", "0002_data_protection"]
+        assert migrations.apply() == [m.name for m in migrations.status()]  # every one
         catalogue.seed_niches()
     conn = _connect(settings, admin)
     try:
