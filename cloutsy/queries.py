@@ -353,14 +353,14 @@ def decode_cursor(cursor: str) -> int:
 # --- niches ------------------------------------------------------------------------------
 
 # Active accounts per active niche (aliases ic.c / bc.c); analytics counts with it too.
+# The counts come from `rollup_niches` (migration 0005: kept by triggers on every write,
+# equal to a recount, tests/test_rollups.py), not from a scan of every account.
 NICHE_COUNTS_FROM = """
   FROM niches n
-  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM influencer_niches l
-               JOIN influencers a ON a.id = l.influencer_id AND a.is_active
-              GROUP BY l.niche_id) ic ON ic.niche_id = n.id
-  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM brand_niches l
-               JOIN brands a ON a.id = l.brand_id AND a.is_active
-              GROUP BY l.niche_id) bc ON bc.niche_id = n.id
+  LEFT JOIN (SELECT niche_id, sum(accounts)::bigint AS c FROM rollup_niches
+              WHERE kind = 'influencer' GROUP BY niche_id) ic ON ic.niche_id = n.id
+  LEFT JOIN (SELECT niche_id, sum(accounts)::bigint AS c FROM rollup_niches
+              WHERE kind = 'brand' GROUP BY niche_id) bc ON bc.niche_id = n.id
  WHERE n.is_active
 """
 _NICHE_OBJECT = (

@@ -67,10 +67,11 @@ def test_nothing_pending_after_setup(db):
 
 def test_rollback_everything_and_apply_again(committed):
     with database.connection_context():
+        names = [m.name for m in migrations.status()]
         reverted = migrations.rollback(all_=True)
-        assert reverted == ["0001_initial"]
+        assert reverted == names[::-1]
         assert "influencers" not in database.get_tables()
-        assert migrations.pending() == ["0001_initial"]
-        assert migrations.apply() == ["0001_initial"]
+        assert migrations.pending() == names
+        assert migrations.apply() == names
         assert not migrations.drift()
         assert migrations.pending() == []
