@@ -363,6 +363,8 @@ def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
         "writes": "measure sign-ups too (on by default; --no-writes skips them)",
         "fresh": "re-seed the bench databases even when their row counts match",
         "drop": "drop the bench databases afterwards instead of keeping them for the next run",
+        "pg15": "also measure on a throwaway Debian PostgreSQL 15 cluster (on by default; "
+        "--no-pg15 skips it; postgresql-15 is installed with apt-get when missing)",
     },
 )
 def bench(
@@ -373,6 +375,7 @@ def bench(
     writes: bool = True,
     fresh: bool = False,
     drop: bool = False,
+    pg15: bool = True,
 ) -> None:
     """Measure the service against a hand-written psycopg2 baseline under wrk."""
     with edge():
@@ -380,7 +383,13 @@ def bench(
         from cloutsy.config import load_settings
 
         options = Options(
-            rounds=rounds, duration=duration, scale=scale, writes=writes, fresh=fresh, drop=drop
+            rounds=rounds,
+            duration=duration,
+            scale=scale,
+            writes=writes,
+            fresh=fresh,
+            drop=drop,
+            pg15=pg15,
         )
         say(run(load_settings(), options, say).render())
 
