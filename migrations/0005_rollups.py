@@ -164,7 +164,7 @@ def _rebuild(kind, table, links, owner, profile):
 
 def functions():
     """Every function and trigger of the rollups, as SQL text."""
-    empty = "(SELECT * FROM {links} WHERE false)"
+    empty = "(SELECT * FROM {links} WHERE false) AS no_rows"
     parts = []
     rebuild = "".join(_rebuild(k, t, lk, o, p) for k, t, lk, o, p in KINDS)
     parts.append(f"""
