@@ -125,13 +125,17 @@ def _link_deltas(kind, table, links, owner, old, new):
       FROM (SELECT niche_id, -1 AS d FROM o JOIN x USING (owner)
             UNION ALL SELECT niche_id, 1 FROM n JOIN x USING (owner)) t
      GROUP BY niche_id HAVING sum(d) <> 0;
-    {sets}
+    {sets},
+         now_c AS (SELECT l.{owner} AS owner, count(*) AS c FROM {links} l
+                    WHERE l.{owner} IN (SELECT owner FROM x) GROUP BY 1),
+         added AS (SELECT owner, count(*) AS c FROM n GROUP BY owner),
+         gone AS (SELECT owner, count(*) AS c FROM o GROUP BY owner),
+         p AS (SELECT coalesce(now_c.c, 0)::int AS now_c,
+                      (coalesce(now_c.c, 0) - coalesce(added.c, 0) + coalesce(gone.c, 0))::int AS was_c
+                 FROM x LEFT JOIN now_c USING (owner) LEFT JOIN added USING (owner)
+                 LEFT JOIN gone USING (owner))
     INSERT INTO rollup_niche_counts SELECT '{kind}', c, sum(d)
-      FROM (SELECT (SELECT count(*) FROM {links} l WHERE l.{owner} = x.owner)::int AS now_c,
-                   (SELECT count(*) FROM n WHERE n.owner = x.owner)::int AS added,
-                   (SELECT count(*) FROM o WHERE o.owner = x.owner)::int AS gone
-              FROM x) p
-      CROSS JOIN LATERAL (VALUES (p.now_c, 1), (p.now_c - p.added + p.gone, -1)) AS v(c, d)
+      FROM p CROSS JOIN LATERAL (VALUES (p.now_c, 1), (p.was_c, -1)) AS v(c, d)
      GROUP BY c HAVING sum(d) <> 0;
     {sets},
          now_s AS (SELECT l.{owner} AS owner, l.niche_id FROM {links} l
