@@ -89,10 +89,12 @@ class Kind:
 
     def niches_json(self, alias: str) -> str:
         ref = ", ".join(f"'{c}', n.{c}" for c in NICHE_REF)
+        # Each link looks its niche up by primary key: with a join, PostgreSQL hashed the
+        # whole niches table once per account (measured: 10-13% of a page's database time).
         return (
-            f"(SELECT coalesce(json_agg(json_build_object({ref}) ORDER BY n.id), '[]'::json) "
-            f"FROM {self.link_table} l JOIN niches n ON n.id = l.niche_id "
-            f"WHERE l.{self.link_column} = {alias}.id)"
+            f"(SELECT coalesce(json_agg((SELECT json_build_object({ref}) FROM niches n "
+            f"WHERE n.id = l.niche_id) ORDER BY l.niche_id), '[]'::json) "
+            f"FROM {self.link_table} l WHERE l.{self.link_column} = {alias}.id)"
         )
 
     def view(self, alias: str, private: bool) -> str:
