@@ -1,9 +1,11 @@
 """What the notebooks call: growth, niche and query-timing figures as pandas DataFrames.
 
 Every figure is computed by PostgreSQL (date_trunc, generate_series for empty
-periods, GROUP BY) and only the small result crosses the wire, so the functions
-answer in well under a second at 100,000 accounts and never load a table into
-pandas. Each takes its own connection (or reuses the caller's), so a notebook
+periods, GROUP BY) and only the small result crosses the wire; figures that would
+need a scan of every account read the rollups the writes keep (migration 0005:
+sign-ups per day, funnels, accounts per niche, per niche count and per niche pair),
+so the functions answer in well under a second at 1,000,000 accounts and never
+load a table into pandas. Each takes its own connection (or reuses the caller's), so a notebook
 just calls `connect()` once and then the functions. Importing this module never
 imports the web layer.
 
