@@ -515,7 +515,7 @@ def _page_with_niches_eager(limit: int) -> list[tuple[int, list[str]]]:
     return [(i.id, sorted(link.niche.name for link in i.niche_links)) for i in rows]
 
 
-def eager_vs_lazy(page_size: int = 20, repeat: int = 20, budget_s: float = 0.5) -> pd.DataFrame:
+def eager_vs_lazy(page_size: int = 20, repeat: int = 20, budget_s: float = 0.4) -> pd.DataFrame:
     """A page of influencers with their niches: prefetch (constant queries) against N+1."""
     loads = (("eager (prefetch)", _page_with_niches_eager), ("lazy (N+1)", _page_with_niches_lazy))
     rows = []

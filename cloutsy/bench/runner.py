@@ -535,6 +535,16 @@ def prepare_dataset(
     dataset = Dataset(name, dsn, bench_settings, influencers, brands)
     if not fresh and _counts(dsn) == (influencers, brands):
         progress(f"dataset {name}: reusing {influencers:,} influencers, {brands:,} brands")
+        # A database kept from an earlier run may predate a migration: the service in
+        # production mode would answer 503 (pending migrations) until it is applied.
+        init_database(bench_settings.with_overrides(statement_timeout_ms=0), url=dsn)
+        try:
+            with database.connection_context():
+                applied = migrations.apply()
+        finally:
+            close_database()
+        if applied:
+            progress(f"dataset {name}: applied {', '.join(applied)}")
         return dataset
 
     progress(f"dataset {name}: seeding {influencers:,} influencers, {brands:,} brands ...")
