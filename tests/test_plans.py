@@ -162,9 +162,12 @@ def _capped_hits(node: dict[str, Any]) -> bool:
 
 
 def _one_accounts_links(node: dict[str, Any]) -> bool:
-    """True when every account or link table below is read for one account (its niches)."""
+    """True when every account or link table below is read for one account (its niches).
+
+    Also true when none is read at all: a sort of the niche catalogue's few rows.
+    """
     scans = [n for n in _subtree(node) if n.get("Relation Name") in ACCOUNT_TABLES | LINK_TABLES]
-    return bool(scans) and all(
+    return all(
         "niche_id" not in n.get("Index Cond", "niche_id") and ".id)" in n["Index Cond"]
         for n in scans
     )
