@@ -703,6 +703,8 @@ def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
         "fresh": "re-seed the bench databases even when their row counts match",
         "drop": "drop the bench databases afterwards instead of keeping them for the next run",
         "unprepared": "also read with POSTGRES_PREPARED_STATEMENTS=false (on by default)",
+        "pg15": "also measure on a throwaway Debian PostgreSQL 15 cluster (on by default; "
+        "--no-pg15 skips it; postgresql-15 is installed with apt-get when missing)",
     },
 )
 def bench(
@@ -714,6 +716,7 @@ def bench(
     fresh: bool = False,
     drop: bool = False,
     unprepared: bool = True,
+    pg15: bool = True,
 ) -> None:
     """Measure the service against a hand-written psycopg2 baseline under wrk."""
     rounds_n = whole("--rounds", rounds, 1, 100)
@@ -730,6 +733,7 @@ def bench(
             fresh=fresh,
             drop=drop,
             unprepared=unprepared,
+            pg15=pg15,
         )
         say(run(load_settings(), options, say).render())
 

@@ -1,9 +1,11 @@
 """What the notebooks call: growth, niche and query-timing figures as pandas DataFrames.
 
 Every figure is computed by PostgreSQL (date_trunc, generate_series for empty
-periods, GROUP BY) and only the small result crosses the wire, so the functions
-answer in well under a second at 100,000 accounts and never load a table into
-pandas. Each takes its own connection (or reuses the caller's), so a notebook
+periods, GROUP BY) and only the small result crosses the wire; figures that would
+need a scan of every account read the rollups the writes keep (migration 0005:
+sign-ups per day, funnels, accounts per niche, per niche count and per niche pair),
+so the functions answer in well under a second at 1,000,000 accounts and never
+load a table into pandas. Each takes its own connection (or reuses the caller's), so a notebook
 just calls `connect()` once and then the functions. Importing this module never
 imports the web layer.
 
@@ -91,13 +93,18 @@ def _step(period: str) -> str:
 
 # --- growth --------------------------------------------------------------------------------
 
-# One scan of each table counts sign-ups per period; the range, the empty periods and
-# the running totals (which include accounts older than the range) come from those counts.
+# Sign-ups per period from the daily rollup (migration 0005: kept by triggers, equal to a
+# recount); the range, the empty periods and the running totals (which include accounts
+# older than the range) come from those counts. Days are UTC, as the session's periods.
 SIGNUPS = """
 WITH inf AS MATERIALIZED (
-    SELECT date_trunc(%(period)s, created_at) AS period, count(*) AS n FROM influencers GROUP BY 1
+    SELECT date_trunc(%(period)s, day::timestamp AT TIME ZONE 'UTC') AS period,
+           sum(signups) AS n
+      FROM rollup_signups WHERE kind = 'influencer' GROUP BY 1 HAVING sum(signups) <> 0
 ), br AS MATERIALIZED (
-    SELECT date_trunc(%(period)s, created_at) AS period, count(*) AS n FROM brands GROUP BY 1
+    SELECT date_trunc(%(period)s, day::timestamp AT TIME ZONE 'UTC') AS period,
+           sum(signups) AS n
+      FROM rollup_signups WHERE kind = 'brand' GROUP BY 1 HAVING sum(signups) <> 0
 ), bounds AS MATERIALIZED (
     SELECT date_trunc(%(period)s, coalesce(%(start)s::timestamptz,
                least((SELECT min(period) FROM inf), (SELECT min(period) FROM br), now()))) AS lo,
@@ -171,12 +178,12 @@ def verification_funnel() -> pd.DataFrame:
     return _frame("""
     SELECT account_type, signed_up, phone_verified,
            round(100.0 * phone_verified / nullif(signed_up, 0), 1)::float8 AS verified_pct
-      FROM (SELECT 'influencers' AS account_type, count(*) AS signed_up,
-                   count(*) FILTER (WHERE is_phone_verified) AS phone_verified, 1 AS ord
-              FROM influencers
-            UNION ALL
-            SELECT 'brands', count(*), count(*) FILTER (WHERE is_phone_verified), 2
-              FROM brands) t
+      FROM (SELECT k.account_type, coalesce(sum(r.signups), 0)::bigint AS signed_up,
+                   coalesce(sum(r.verified), 0)::bigint AS phone_verified, k.ord
+              FROM (VALUES ('influencers', 'influencer', 1), ('brands', 'brand', 2))
+                   AS k(account_type, kind, ord)
+              LEFT JOIN rollup_signups r ON r.kind = k.kind
+             GROUP BY k.account_type, k.ord) t
      ORDER BY ord
     """)
 
@@ -187,15 +194,14 @@ def profile_funnel() -> pd.DataFrame:
     Steps count brands with at least 1, at least 6 of the 12 profile and document
     fields filled, and those the service marks completed (all 12).
     """
-    # brand_profile_fill (migration 0002) counts the filled fields without showing them:
-    # the analyst's role may not read the PII among them (CONTRACT §9).
+    # The rollup counts each brand's filled fields as it is written (migration 0005).
     return _frame("""
     WITH b AS (
-        SELECT count(*) AS signed_up,
-               count(*) FILTER (WHERE fields_filled >= 1) AS started,
-               count(*) FILTER (WHERE fields_filled >= 6) AS half,
-               count(*) FILTER (WHERE is_profile_completed) AS completed
-          FROM brand_profile_fill
+        SELECT coalesce(sum(signups), 0)::bigint AS signed_up,
+               coalesce(sum(profile_started), 0)::bigint AS started,
+               coalesce(sum(profile_half), 0)::bigint AS half,
+               coalesce(sum(profile_completed), 0)::bigint AS completed
+          FROM rollup_signups WHERE kind = 'brand'
     )
     SELECT s.step, s.brands,
            round(100.0 * s.brands / nullif(b.signed_up, 0), 1)::float8 AS pct_of_signed_up
@@ -322,19 +328,15 @@ def niches_per_account() -> pd.DataFrame:
     """How many niches each active account picked: accounts per count (0 included)."""
     return _frame("""
     WITH counts AS (
-        SELECT 'influencers' AS kind, count(l.niche_id) AS niches
-          FROM influencers a LEFT JOIN influencer_niches l ON l.influencer_id = a.id
-         WHERE a.is_active GROUP BY a.id
-        UNION ALL
-        SELECT 'brands', count(l.niche_id)
-          FROM brands a LEFT JOIN brand_niches l ON l.brand_id = a.id
-         WHERE a.is_active GROUP BY a.id
+        SELECT kind, niches, sum(accounts) AS accounts FROM rollup_niche_counts
+         GROUP BY kind, niches HAVING sum(accounts) <> 0
     ), span AS (
         SELECT generate_series(0, coalesce(max(niches), 0)) AS niches FROM counts
     )
     SELECT s.niches,
-           count(c.kind) FILTER (WHERE c.kind = 'influencers') AS influencers,
-           count(c.kind) FILTER (WHERE c.kind = 'brands') AS brands
+           coalesce(sum(c.accounts) FILTER (WHERE c.kind = 'influencer'), 0)::bigint
+               AS influencers,
+           coalesce(sum(c.accounts) FILTER (WHERE c.kind = 'brand'), 0)::bigint AS brands
       FROM span s LEFT JOIN counts c ON c.niches = s.niches
      GROUP BY s.niches ORDER BY s.niches
     """)
@@ -344,23 +346,22 @@ def niche_cooccurrence(account_type: str = "influencer") -> pd.DataFrame:
     """Square matrix: how many active accounts picked both niches (diagonal 0; niche names)."""
     if account_type not in ACCOUNT_TABLES:
         raise ValueError(f"account_type must be influencer or brand, got {account_type!r}")
-    table, links, owner = ACCOUNT_TABLES[account_type]
-    pairs = _frame(f"""
+    pairs = _frame(
+        """
     WITH pairs AS MATERIALIZED (
-        SELECT x.niche_id AS a, y.niche_id AS b, count(*) AS c
-          FROM {links} x
-          JOIN {links} y ON y.{owner} = x.{owner} AND x.niche_id < y.niche_id
-          JOIN {table} t ON t.id = x.{owner} AND t.is_active
-         GROUP BY 1, 2
+        SELECT a, b, sum(accounts) AS c FROM rollup_niche_pairs
+         WHERE kind = %(kind)s GROUP BY a, b HAVING sum(accounts) <> 0
     ), both_ways AS (
         SELECT a, b, c FROM pairs UNION ALL SELECT b, a, c FROM pairs
     )
-    SELECT na.name AS niche, nb.name AS other, coalesce(p.c, 0) AS accounts
+    SELECT na.name AS niche, nb.name AS other, coalesce(p.c, 0)::bigint AS accounts
       FROM niches na CROSS JOIN niches nb
       LEFT JOIN both_ways p ON p.a = na.id AND p.b = nb.id
      WHERE na.is_active AND nb.is_active
      ORDER BY na.name, nb.name
-    """)
+    """,
+        {"kind": account_type},
+    )
     matrix = pairs.pivot(index="niche", columns="other", values="accounts")
     matrix.index.name, matrix.columns.name = "niche", None
     return matrix.astype("int64")
@@ -599,7 +600,7 @@ def _page_with_niches_eager(limit: int) -> list[tuple[int, list[str]]]:
     return [(i.id, sorted(link.niche.name for link in i.niche_links)) for i in rows]
 
 
-def eager_vs_lazy(page_size: int = 20, repeat: int = 20, budget_s: float = 0.5) -> pd.DataFrame:
+def eager_vs_lazy(page_size: int = 20, repeat: int = 20, budget_s: float = 0.4) -> pd.DataFrame:
     """A page of influencers with their niches: prefetch (constant queries) against N+1."""
     loads = (("eager (prefetch)", _page_with_niches_eager), ("lazy (N+1)", _page_with_niches_lazy))
     rows = []

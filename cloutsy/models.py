@@ -116,8 +116,15 @@ ERASED_VALUES: dict[str, dict[str, Any]] = {
 }
 
 
-# Views the analyst reads whole (they show no hidden column): see migrations/0002.
-ANALYST_VIEWS = ("brand_profile_fill",)
+# Relations the analyst reads whole (they show no hidden column): the profile view of
+# migrations/0002 and the rollups kept by the writes (migrations/0005).
+ANALYST_READS = (
+    "brand_profile_fill",
+    "rollup_signups",
+    "rollup_niches",
+    "rollup_niche_counts",
+    "rollup_niche_pairs",
+)
 
 
 def analyst_hidden(table: str) -> set[str]:

@@ -92,10 +92,12 @@ class Kind:
 
     def niches_json(self, alias: str) -> str:
         ref = ", ".join(f"'{c}', n.{c}" for c in NICHE_REF)
+        # Each link looks its niche up by primary key: with a join, PostgreSQL hashed the
+        # whole niches table once per account (measured: 10-13% of a page's database time).
         return (
-            f"(SELECT coalesce(json_agg(json_build_object({ref}) ORDER BY n.id), '[]'::json) "
-            f"FROM {self.link_table} l JOIN niches n ON n.id = l.niche_id "
-            f"WHERE l.{self.link_column} = {alias}.id)"
+            f"(SELECT coalesce(json_agg((SELECT json_build_object({ref}) FROM niches n "
+            f"WHERE n.id = l.niche_id) ORDER BY l.niche_id), '[]'::json) "
+            f"FROM {self.link_table} l WHERE l.{self.link_column} = {alias}.id)"
         )
 
     @property
@@ -184,6 +186,8 @@ class ListFilter:
 
 # Above this many matches a word is common: walking ids backwards finds a page sooner.
 SEARCH_HITS_CAP = 5000
+# The most rows any page reads: the largest `limit` plus the row that says "there is more".
+WALK_LIMIT = 101
 
 
 class _Params:
@@ -198,6 +202,23 @@ class _Params:
         return f"${self.names.index(name) + 1}"
 
 
+def _paged(kind: Kind, walk: str, limit: str) -> str:
+    """Wrap `walk` (ordered by its `walk_id` descending): every planner walks and stops.
+
+    The constant LIMIT inside is what keeps the plan version-independent (issue 14): the
+    planner then costs `walk` for at most WALK_LIMIT rows, so it walks the index in order
+    and stops, on PostgreSQL 15 as on 16, in generic and custom plans. With only the
+    outer `LIMIT $n` (unknown in a generic plan) PostgreSQL 15 costed the whole niche
+    and chose a bitmap scan of every link plus a sort. Execution pulls lazily, so the
+    inner limit costs nothing: only the rows the outer limit takes are read and rendered.
+    """
+    view = kind.view("a", False)
+    return (
+        f"SELECT a.id, {view}::text FROM ({walk} LIMIT {WALK_LIMIT}) a "
+        f"ORDER BY a.walk_id DESC LIMIT {limit}"
+    )
+
+
 @cache
 def _list_sql(
     kind: Kind, niches: int, search: bool, verified: bool, after: bool
@@ -205,19 +226,23 @@ def _list_sql(
     """(statement name, SQL with $n placeholders, parameter names) for one filter mix.
 
     `niches` is how many niche filters there are (0, 1, or 2 for "several"). Each mix
-    gets the plan shape that keeps every page, however deep, an index walk:
+    gets the plan shape that keeps every page, however deep, an index walk that stops
+    after the page (tests/test_plans.py reads the plans on every server version):
     - one niche: walk the (niche_id, <account>_id) index backwards and join each id;
     - several niches: walk accounts backwards, keeping those linked to any of them;
-    - text only: collect the matches through the GIN index when there are few, else
-      walk accounts backwards (a common word matches within the first rows);
+    - text (alone or with several niches): collect the matches through the GIN index when
+      there are few (at most SEARCH_HITS_CAP), else walk accounts backwards (a common word
+      matches soon);
     - nothing: walk accounts backwards.
     """
     p = _Params()
+    # Only the public columns: no ciphertext is copied, and the analyst role (column
+    # grants, CONTRACT §9) may run these statements too.
+    columns = ", ".join(f"a.{c}" for c in kind.public)
     row = ["a.is_active"]
     if verified:
         row.append(f"a.is_phone_verified = {p('verified')}")
     match = f"{kind.search.replace('coalesce(', 'coalesce(a.')} @@ to_tsquery('simple', {{}})"
-    view = kind.view("a", False)
     flags = f"{niches}{int(search)}{int(verified)}{int(after)}"
     name = f"{kind.table}_page_{flags}"
 
@@ -225,52 +250,62 @@ def _list_sql(
         if search:
             row.append(match.format(p("tsquery")))
         keyset = f" AND l.{kind.link_column} < {p('after')}" if after else ""
-        sql = (
-            f"SELECT a.id, {view}::text FROM ("
-            f"SELECT l.{kind.link_column} AS id FROM {kind.link_table} l "
+        walk = (
+            f"SELECT l.{kind.link_column} AS walk_id, a.* FROM {kind.link_table} l "
+            # OFFSET 0 keeps the lateral from being flattened: a nested loop, never a merge.
+            f"CROSS JOIN LATERAL (SELECT {columns} FROM {kind.table} a "
+            f"WHERE a.id = l.{kind.link_column} "
+            f"AND {' AND '.join(row)} OFFSET 0) a "
             f"WHERE l.niche_id = (SELECT n.id FROM niches n "
             f"WHERE n.slug = ANY({p('slugs')}::text[]) OR n.id = ANY({p('ids')}::int[]) LIMIT 1)"
-            f"{keyset} "
-            f"ORDER BY l.niche_id DESC, l.{kind.link_column} DESC) ids "
-            # OFFSET 0 keeps the lateral from being flattened: a nested loop, never a merge.
-            # Only the public columns: no ciphertext copied, and the analyst may run it too.
-            f"CROSS JOIN LATERAL (SELECT {', '.join('a.' + c for c in kind.public)} "
-            f"FROM {kind.table} a WHERE a.id = ids.id "
-            f"AND {' AND '.join(row)} OFFSET 0) a "
-            f"ORDER BY ids.id DESC LIMIT {p('limit')}"
+            f"{keyset} ORDER BY l.niche_id DESC, l.{kind.link_column} DESC"
         )
-        return name, sql, tuple(p.names)
+        return name, _paged(kind, walk, p("limit")), tuple(p.names)
 
     if after:
         row.append(f"a.id < {p('after')}")
+    linked = ""
     if niches:
-        row.append(
-            f"EXISTS (SELECT 1 FROM {kind.link_table} l WHERE l.{kind.link_column} = a.id "
+        linked = (
+            f" AND EXISTS (SELECT 1 FROM {kind.link_table} l WHERE l.{kind.link_column} = a.id "
             "AND l.niche_id IN (SELECT n.id FROM niches n "
-            f"WHERE n.slug = ANY({p('slugs')}::text[]) OR n.id = ANY({p('ids')}::int[])))"
+            f"WHERE n.slug = ANY({p('slugs')}::text[]) OR n.id = ANY({p('ids')}::int[])) "
+            # OFFSET 0: a probe of the account's own links per row, never a semi join that
+            # reads every link of the niches first (PostgreSQL 15 chose a merge join).
+            "OFFSET 0)"
         )
-    if search and not niches:
-        ts = p("tsquery")
-        hits_where = " AND ".join([*row, match.format(ts)])
+    if search:
+        text = match.format(p("tsquery"))
+        hits_where = " AND ".join([*row, text])
         limit = p("limit")
+        # Few matches: sort their ids (at most SEARCH_HITS_CAP) and probe each in order;
+        # many: walk accounts backwards, where a common word matches within a few rows.
+        walk_hits = (
+            f"SELECT h.id AS walk_id, a.* FROM hits h CROSS JOIN LATERAL (SELECT {columns} "
+            f"FROM {kind.table} a WHERE a.id = h.id{linked} OFFSET 0) a "
+            f"WHERE (SELECT c FROM n) <= {SEARCH_HITS_CAP} ORDER BY h.id DESC"
+        )
+        walk_all = (
+            f"SELECT a.id AS walk_id, {columns} FROM {kind.table} a "
+            # The match as a per-row test (a subquery the GIN index cannot serve), so the
+            # planner walks ids instead of collecting every match of a common word.
+            f"WHERE (SELECT c FROM n) > {SEARCH_HITS_CAP} AND {' AND '.join(row)} "
+            f"AND (SELECT {text}){linked} "
+            "ORDER BY a.id DESC"
+        )
         sql = (
             f"WITH hits AS MATERIALIZED (SELECT a.id FROM {kind.table} a WHERE {hits_where} "
             f"LIMIT {SEARCH_HITS_CAP + 1}), "
             "n AS (SELECT count(*) AS c FROM hits) "
-            f"(SELECT a.id, {view}::text FROM {kind.table} a JOIN hits h ON h.id = a.id "
-            f"WHERE (SELECT c FROM n) <= {SEARCH_HITS_CAP} ORDER BY a.id DESC LIMIT {limit}) "
-            "UNION ALL "
-            f"(SELECT a.id, {view}::text FROM {kind.table} a WHERE (SELECT c FROM n) > "
-            f"{SEARCH_HITS_CAP} AND {hits_where} ORDER BY a.id DESC LIMIT {limit})"
+            f"({_paged(kind, walk_hits, limit)}) UNION ALL ({_paged(kind, walk_all, limit)})"
         )
         return name, sql, tuple(p.names)
-    if search:
-        row.append(match.format(p("tsquery")))
-    sql = (
-        f"SELECT a.id, {view}::text FROM {kind.table} a "
-        f"WHERE {' AND '.join(row)} ORDER BY a.id DESC LIMIT {p('limit')}"
+    walk = (
+        f"SELECT a.id AS walk_id, {columns} FROM {kind.table} a "
+        f"WHERE {' AND '.join(row)}{linked} "
+        "ORDER BY a.id DESC"
     )
-    return name, sql, tuple(p.names)
+    return name, _paged(kind, walk, p("limit")), tuple(p.names)
 
 
 def tsquery(q: str) -> str | None:
@@ -351,14 +386,14 @@ def decode_cursor(cursor: str) -> int:
 # --- niches ------------------------------------------------------------------------------
 
 # Active accounts per active niche (aliases ic.c / bc.c); analytics counts with it too.
+# The counts come from `rollup_niches` (migration 0005: kept by triggers on every write,
+# equal to a recount, tests/test_rollups.py), not from a scan of every account.
 NICHE_COUNTS_FROM = """
   FROM niches n
-  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM influencer_niches l
-               JOIN influencers a ON a.id = l.influencer_id AND a.is_active
-              GROUP BY l.niche_id) ic ON ic.niche_id = n.id
-  LEFT JOIN (SELECT l.niche_id, count(*) AS c FROM brand_niches l
-               JOIN brands a ON a.id = l.brand_id AND a.is_active
-              GROUP BY l.niche_id) bc ON bc.niche_id = n.id
+  LEFT JOIN (SELECT niche_id, sum(accounts)::bigint AS c FROM rollup_niches
+              WHERE kind = 'influencer' GROUP BY niche_id) ic ON ic.niche_id = n.id
+  LEFT JOIN (SELECT niche_id, sum(accounts)::bigint AS c FROM rollup_niches
+              WHERE kind = 'brand' GROUP BY niche_id) bc ON bc.niche_id = n.id
  WHERE n.is_active
 """
 _NICHE_OBJECT = (

@@ -136,7 +136,7 @@ def grant(cur: Any) -> None:
     privileges). Nothing happens when the roles do not exist (a database nobody ran
     `db.roles` on).
     """
-    from cloutsy.models import ANALYST_VIEWS, MODELS, analyst_hidden  # what is PII, once
+    from cloutsy.models import ANALYST_READS, MODELS, analyst_hidden  # what is PII, once
 
     if not _exists(cur, APP) or not _exists(cur, ANALYST):
         return
@@ -153,7 +153,7 @@ def grant(cur: Any) -> None:
             sql.SQL("REVOKE INSERT, UPDATE, DELETE ON schema_migration FROM {}").format(app)
         )
     cur.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(analyst))
-    tables = {model._meta.table_name for model in MODELS} | set(ANALYST_VIEWS)
+    tables = {model._meta.table_name for model in MODELS} | set(ANALYST_READS)
     cur.execute(
         "SELECT table_name, array_agg(column_name::text ORDER BY ordinal_position) "
         "FROM information_schema.columns WHERE table_schema = 'public' GROUP BY table_name"

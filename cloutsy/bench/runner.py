@@ -45,7 +45,7 @@ CONNECTIONS = 16
 THREADS = 2
 WARMUP_S = 3
 POOL_MAX = 5
-TARGET_RATIO = 2.0
+TARGET_RATIO = 4.0
 ENDPOINTS = ("by id", "by niche")
 # A client revalidating an unchanged profile (If-None-Match -> 304), service only; its ratio
 # is taken against the baseline's full read of a profile.
@@ -571,6 +571,16 @@ def prepare_dataset(
     dataset = Dataset(name, dsn, bench_settings, influencers, brands)
     if not fresh and _counts(dsn) == (influencers, brands):
         progress(f"dataset {name}: reusing {influencers:,} influencers, {brands:,} brands")
+        # A database kept from an earlier run may predate a migration: the service in
+        # production mode would answer 503 (pending migrations) until it is applied.
+        init_database(bench_settings.with_overrides(statement_timeout_ms=0), url=dsn)
+        try:
+            with database.connection_context():
+                applied = migrations.apply()
+        finally:
+            close_database()
+        if applied:
+            progress(f"dataset {name}: applied {', '.join(applied)}")
         return dataset
 
     progress(f"dataset {name}: seeding {influencers:,} influencers, {brands:,} brands ...")
@@ -684,6 +694,10 @@ class Options:
     service: bool = True
     # Also read with POSTGRES_PREPARED_STATEMENTS=false (PgBouncer transaction mode).
     unprepared: bool = True
+    # Also measure on a throwaway Debian PostgreSQL 15 cluster (issue 14: its planner differs).
+    pg15: bool = True
+    scale_brands: int = 100_000
+    scale_days: int = 730
 
 
 @dataclass(frozen=True)
@@ -697,15 +711,16 @@ class Check:
 
 
 @dataclass
-class Report:
+class Section:
+    """One server's results: its table, its sign-up rates and its checks."""
+
+    title: str
     rows: list[Row]
     writes: dict[str, WrkResult]
     checks: list[Check]
-    notes: list[str]
 
     def render(self) -> str:
-        """The table, the write rates and the checks, as printed by `invoke bench`."""
-        parts = [format_table(self.rows)]
+        parts = [self.title, format_table(self.rows)]
         if self.writes:
             lines = [f"{'writes (service)':<24}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"]
             for what, r in self.writes.items():
@@ -714,12 +729,31 @@ class Report:
                 )
             parts.append("\n".join(lines))
         if self.checks:
-            parts.append(
-                "\n".join(
-                    f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.measured} (target {c.target})"
-                    for c in self.checks
-                )
-            )
+            parts.append(_render_checks(self.checks))
+        return "\n\n".join(parts)
+
+
+def _render_checks(checks: Sequence[Check]) -> str:
+    return "\n".join(
+        f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.measured} (target {c.target})" for c in checks
+    )
+
+
+@dataclass
+class Report:
+    sections: list[Section]
+    checks: list[Check]  # not tied to one server (--scale)
+    notes: list[str]
+
+    @property
+    def rows(self) -> list[Row]:
+        return [r for s in self.sections for r in s.rows]
+
+    def render(self) -> str:
+        """One table per server version with its writes and checks, as `invoke bench` prints."""
+        parts = [s.render() for s in self.sections]
+        if self.checks:
+            parts.append(_render_checks(self.checks))
         parts += self.notes
         return "\n\n".join(parts)
 
@@ -743,8 +777,16 @@ def service_argv() -> list[str]:
     return [sys.executable, "-m", "invoke", "serve"]
 
 
+@dataclass
+class Target:
+    """A server the bench measures on: a title and the dataset seeded on it."""
+
+    title: str
+    data: Dataset
+
+
 def run(settings: Settings, options: Options, progress: Progress) -> Report:
-    """Seed (or reuse) the dataset, run every round, the writes and the scale checks."""
+    """Seed (or reuse) the dataset on each server version, run every round, writes, scale."""
     if options.rounds < 1 or options.duration < 1:
         raise BenchError("rounds and duration must be at least 1")
     wrk_binary = ensure_wrk(progress)
@@ -756,7 +798,61 @@ def run(settings: Settings, options: Options, progress: Progress) -> Report:
         notes.append(busy)
     if options.service and not with_service:
         notes.append("service not measured: cloutsy.api is not there yet")
-    data = prepare_dataset(settings, options.influencers, options.brands, progress, options.fresh)
+    with contextlib.ExitStack() as stack:
+        data = prepare_dataset(
+            settings, options.influencers, options.brands, progress, options.fresh
+        )
+        targets = [Target(_version_title(data, settings), data)]
+        if options.pg15:
+            from cloutsy.bench.clusters import Cluster
+
+            cluster = stack.enter_context(
+                Cluster(15, settings.data_dir / "pg15-bench", progress=progress)
+            )
+            progress(f"PostgreSQL 15 cluster on 127.0.0.1:{cluster.port} (pid {cluster.pid})")
+            other = settings.with_overrides(database_url=cluster.dsn())
+            data15 = prepare_dataset(
+                other, options.influencers, options.brands, progress, options.fresh
+            )
+            targets.append(Target("PostgreSQL 15 (throwaway Debian cluster)", data15))
+        sections = [
+            _measure(target, options, with_service, wrk_binary, progress) for target in targets
+        ]
+        for section in sections:  # what PgBouncer's transaction mode costs, per server
+            notes += [f"{section.title}: {n}" for n in _unprepared_notes(section.rows)]
+        report = Report(sections, [], notes)
+        if options.scale:
+            if not with_service:
+                raise BenchError("--scale measures the service: cloutsy.api is not there yet")
+            report.checks += _scale_checks(
+                settings, data, sections[0].rows, options, wrk_binary, progress
+            )
+        if options.drop:
+            scaled = [f"cloutsy_bench_{options.scale_influencers}"] if options.scale else []
+            _drop(settings, [data.name, *scaled])
+    return report
+
+
+def _version_title(data: Dataset, settings: Settings) -> str:
+    import psycopg2
+
+    conn = psycopg2.connect(data.dsn, connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            version = cur.fetchone()[0].split()[0]
+    finally:
+        conn.close()
+    where = "embedded" if settings.embedded else "configured server"
+    return f"PostgreSQL {version} ({where})"
+
+
+def _measure(
+    target: Target, options: Options, with_service: bool, wrk_binary: str, progress: Progress
+) -> Section:
+    """Every round on one server: the stacks under wrk, the JSON check, the sign-ups."""
+    data = target.data
+    progress(target.title)
     load = workload(data.dsn)
     rounds: list[dict[tuple[str, str], WrkResult]] = []
     writes: dict[str, list[WrkResult]] = {}
@@ -805,19 +901,11 @@ def run(settings: Settings, options: Options, progress: Progress) -> Report:
                             progress(f"  {UNPREPARED:<9}{endpoint:<10}{_brief(result)}")
             rounds.append(results)
     rows = summarise(rounds)
-    report = Report(rows, {k: _median_result(v) for k, v in writes.items()}, [], notes)
+    section = Section(target.title, rows, {k: _median_result(v) for k, v in writes.items()}, [])
     if with_service:
-        report.notes += _unprepared_notes(rows)
-        report.checks += _ratio_checks(rows)
-        report.checks += _write_checks(report.writes)
-    if options.scale:
-        if not with_service:
-            raise BenchError("--scale measures the service: cloutsy.api is not there yet")
-        report.checks += _scale_checks(settings, data, rows, options, wrk_binary, progress)
-    if options.drop:
-        scaled = [f"cloutsy_bench_{options.scale_influencers}"] if options.scale else []
-        _drop(settings, [data.name, *scaled])
-    return report
+        section.checks += _ratio_checks(rows)
+        section.checks += _write_checks(section.writes)
+    return section
 
 
 def _competing_load() -> str | None:
@@ -973,11 +1061,16 @@ def _scale_checks(
 ) -> list[Check]:
     """At 1,000,000 influencers: list p50 vs 100k, page 500 vs page 1, `q` p50."""
     big = prepare_dataset(
-        settings, options.scale_influencers, options.brands, progress, options.fresh
+        settings,
+        options.scale_influencers,
+        options.scale_brands,
+        progress,
+        options.fresh,
+        days=options.scale_days,
     )
+    checks = analytics_checks(big, progress)
     load = workload(big.dsn)
     small_p50 = next(r.p50_ms for r in rows if r.endpoint == "by niche" and r.stack == "service")
-    checks = []
     with tempfile.TemporaryDirectory(prefix="cloutsy-bench-") as tmp:
         work = Path(tmp)
         wrk = Wrk(wrk_binary, work)
@@ -1037,6 +1130,88 @@ def _scale_checks(
                     alone.p50_ms < 50 and alone.errors == 0 and loaded.errors == 0,
                 )
             )
+    return checks
+
+
+ANALYTICS_LIMIT_S = 1.0
+NOTEBOOKS_LIMIT_S = 60.0
+
+
+def analytics_calls() -> list[tuple[str, Callable[[], object]]]:
+    """Every public function of `cloutsy.analytics` the notebooks call, with their arguments."""
+    from cloutsy import analytics as a
+
+    return [
+        ("signups(day)", lambda: a.signups("day")),
+        ("signups(week)", lambda: a.signups("week")),
+        ("signups(month)", lambda: a.signups("month")),
+        ("growth(week)", lambda: a.growth("week")),
+        ("growth(month)", lambda: a.growth("month")),
+        ("verification_funnel", a.verification_funnel),
+        ("profile_funnel", a.profile_funnel),
+        ("accounts_per_niche", a.accounts_per_niche),
+        ("demand_supply", a.demand_supply),
+        ("niches_per_account", a.niches_per_account),
+        ("niche_cooccurrence(influencer)", lambda: a.niche_cooccurrence("influencer")),
+        ("niche_cooccurrence(brand)", lambda: a.niche_cooccurrence("brand")),
+        ("probe", a.probe),
+        ("query_timings", a.query_timings),
+        ("orm_vs_raw", a.orm_vs_raw),
+        ("eager_vs_lazy", a.eager_vs_lazy),
+        ("pooled_vs_fresh", a.pooled_vs_fresh),
+        ("explain_plans", a.explain_plans),
+    ]
+
+
+def analytics_checks(data: Dataset, progress: Progress) -> list[Check]:
+    """Each analytics function once (after a warm-up call) and `invoke notebooks`, timed."""
+    from cloutsy.db import close_database, database, init_database
+
+    init_database(data.settings, url=data.dsn)
+    timings: list[tuple[str, float]] = []
+    try:
+        with database.connection_context():
+            for name, call in analytics_calls():
+                call()  # warm: the first call also prepares statements and fills caches
+                started = time.perf_counter()
+                call()
+                timings.append((name, time.perf_counter() - started))
+    finally:
+        close_database()
+    slowest = max(timings, key=lambda t: t[1])
+    for name, seconds in timings:
+        progress(f"  analytics {name:<32}{seconds * 1000:8.0f} ms")
+    checks = [
+        Check(
+            f"every cloutsy.analytics function at {data.influencers:,} influencers",
+            f"slowest {slowest[0]} {slowest[1] * 1000:.0f} ms "
+            f"({len(timings)} functions, {sum(t for _, t in timings):.2f} s in all)",
+            f"< {ANALYTICS_LIMIT_S * 1000:.0f} ms each",
+            slowest[1] < ANALYTICS_LIMIT_S,
+        )
+    ]
+    env = data.server_env(free_port())
+    env["CLOUTSY_ENV"] = "development"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "notebooks"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    seconds = time.perf_counter() - started
+    tail = (done.stderr or done.stdout).strip().splitlines()
+    progress(f"  invoke notebooks: {seconds:.1f} s, exit {done.returncode}")
+    checks.append(
+        Check(
+            f"invoke notebooks at {data.influencers:,} influencers",
+            f"{seconds:.1f} s" + ("" if done.returncode == 0 else f", failed: {tail[-1:]}"),
+            f"< {NOTEBOOKS_LIMIT_S:.0f} s",
+            done.returncode == 0 and seconds < NOTEBOOKS_LIMIT_S,
+        )
+    )
     return checks
 
 
