@@ -17,7 +17,7 @@ import time
 import psycopg2
 import pytest
 
-from tests.engines import Cluster
+from tests.engines import ONE_ADDRESS, Cluster
 from tests.test_server import http, start_server
 
 pytestmark = pytest.mark.slow
@@ -77,6 +77,7 @@ def test_the_service_writes_to_the_promoted_replica_within_10_s_and_loses_no_wri
         DATABASE_URL=f"postgresql://postgres@{hosts}/{DB}?target_session_attrs=read-write",
         CLOUTSY_WORKERS="1",
         POSTGRES_POOL_TIMEOUT="2",
+        CLOUTSY_RATE_LIMITS=ONE_ADDRESS,
     )
     acknowledged: list[int] = []
     outcomes: list[tuple[float, int]] = []

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.engines import ROOT, Bouncer, Cluster
+from tests.engines import ONE_ADDRESS, ROOT, Bouncer, Cluster
 from tests.test_server import http, start_server
 
 pytestmark = pytest.mark.slow
@@ -71,6 +71,12 @@ def test_the_api_tests_pass_through_pgbouncer_in_transaction_mode(bounced):
     assert passed > 150
     print(f"{passed} API tests through PgBouncer in {time.monotonic() - started:.1f} s")
     sent = statements(cluster)
+    # The harness first migrates the schema, as `invoke migrate` does: that runner holds a
+    # session advisory lock and session timeouts, so MIGRATION_DATABASE_URL must reach the
+    # server directly, never PgBouncer's transaction pool (README, Scale-out). Judge what
+    # the service sent after the runner let go of its lock.
+    last = max(i for i, s in enumerate(sent) if "pg_advisory_unlock" in s)
+    sent = sent[last + 1 :]
     assert sent, "the server logged no statement: the tests did not reach it"
     assert not [s for s in sent if re.match(r"(PREPARE|EXECUTE|DEALLOCATE)\b", s, re.I)]
     # PgBouncer itself replays a client's tracked startup parameters on the server connection
@@ -113,6 +119,7 @@ def test_a_burst_of_four_times_more_clients_than_server_connections_has_no_error
         POSTGRES_PREPARED_STATEMENTS="false",
         CLOUTSY_WORKERS=str(workers),
         POSTGRES_POOL_MAX=str(pool_max),
+        CLOUTSY_RATE_LIMITS=ONE_ADDRESS,
     )
     try:
         url = server.url

@@ -46,7 +46,8 @@ def pointed_at(settings: Settings) -> Iterator[None]:
     """The `database` proxy on `settings`' server for the block, then back on the suite's."""
     previous = database.obj
     try:
-        init_database(settings)
+        # As the migrator (it migrates the schema first); the embedded app role may not.
+        init_database(settings, purpose="migrate")
         yield
     finally:
         if database.obj is not previous:

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.engines import Cluster, wait_replayed
+from tests.engines import ONE_ADDRESS, Cluster, wait_replayed
 from tests.test_server import http, start_server
 
 pytestmark = pytest.mark.slow
@@ -47,6 +47,9 @@ def served(pair, tmp_path_factory):
         CLOUTSY_REPLICA_MAX_LAG_S=str(MAX_LAG_S),
         CLOUTSY_READ_YOUR_WRITES_S="3",
         CLOUTSY_WORKERS="1",
+        CLOUTSY_RATE_LIMITS=ONE_ADDRESS,
+        # Every read must reach a database to be counted: no per-worker niche copy.
+        CLOUTSY_NICHES_CACHE_S="0",
     )
     yield server
     server.stop()
