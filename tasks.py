@@ -544,20 +544,22 @@ def db_verify(c: Context, backup: str | None = None) -> None:
 
 @task(name="purge", help={"batch": "rows deleted per transaction (default 1000)"})
 def db_purge(c: Context, batch: str = "1000") -> None:
-    """Delete expired OTP codes, sessions, limit counters and idempotency keys, in batches."""
+    """Delete expired codes, sessions, limit counters, idempotency keys; compact the rollups."""
     batch_n = whole("--batch", batch, minimum=1)
     with edge():
         boot()
         from cloutsy.db import database
         from cloutsy.models import utcnow
-        from cloutsy.services.purge import purge
+        from cloutsy.services.purge import compact_rollups, purge
 
         def show(label: str, total: int) -> None:
             say(f"  {label}: {total:,} deleted so far")
 
         with database.connection_context():
             done = purge(utcnow(), batch_n, show)
+            folded = compact_rollups()
         say("purged: " + ", ".join(f"{n:,} {label}" for label, n in done.items()))
+        say(f"rollups compacted: {folded:,} delta rows folded")
 
 
 # --- the embedded server -------------------------------------------------------------------

@@ -183,3 +183,21 @@ def test_analytics_read_the_rollups_not_the_tables(db):
     assert direct
     for row in per_niche.itertuples():
         assert row.influencers == counted.get(row.niche_id, 0)
+
+
+def test_compaction_folds_the_deltas_and_keeps_every_sum(db):
+    from cloutsy.services.purge import compact_rollups
+
+    for n in range(3):  # three sign-ups on one day: three delta rows for one key
+        db.execute_sql(
+            "INSERT INTO influencers (name, username, is_active, is_phone_verified) "
+            "VALUES (%s, %s, true, false)",
+            (f"Fold {n}", f"fold{n}"),
+        )
+    before = snapshot(db)
+    rows = db.execute_sql("SELECT count(*) FROM rollup_signups").fetchone()[0]
+    keys = db.execute_sql("SELECT count(DISTINCT (kind, day)) FROM rollup_signups").fetchone()[0]
+    assert rows > keys
+    assert compact_rollups() >= rows - keys
+    assert db.execute_sql("SELECT count(*) FROM rollup_signups").fetchone()[0] == keys
+    assert snapshot(db) == before

@@ -68,3 +68,18 @@ def purge(
                 break
         done[step.label] = total
     return done
+
+
+def compact_rollups() -> int:
+    """Fold the analytics rollups' insert-only deltas into one row per key (migration 0005).
+
+    The triggers only ever insert signed deltas (so concurrent sign-ups never wait on a
+    shared counter row); left alone those rows grow with every write. Returns the rows
+    folded away. Sums are unchanged, so it is safe while the service writes.
+    """
+    tables = ("rollup_signups", "rollup_niches", "rollup_niche_counts", "rollup_niche_pairs")
+    count = "SELECT " + " + ".join(f"(SELECT count(*) FROM {t})" for t in tables)
+    with database.atomic():
+        before = int(database.execute_sql(count).fetchone()[0])
+        database.execute_sql("SELECT cloutsy_rollups_compact()")
+        return before - int(database.execute_sql(count).fetchone()[0])
