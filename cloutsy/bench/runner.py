@@ -497,9 +497,18 @@ class Dataset:
             CLOUTSY_RATE_LIMITS="signup_address=off",
         )
         # Always by URL: production refuses to start the embedded server itself (issue 12),
-        # and the bench's embedded server is already running under its own data dir.
-        env["DATABASE_URL"] = self.dsn
+        # and the bench's embedded server is already running under its own data dir. As
+        # the least-privilege app role, as in production (it refuses a superuser, §9).
+        env["DATABASE_URL"] = self.app_dsn
         return env
+
+    @property
+    def app_dsn(self) -> str:
+        """The dataset's URL as `cloutsy_app` (trust on the bench servers: no password)."""
+        from cloutsy import roles
+        from cloutsy.db import with_user
+
+        return with_user(self.dsn, roles.APP)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -562,7 +571,7 @@ def prepare_dataset(
     Seeding is deterministic (random_seed=42), so a database holding the same
     row counts holds the same data and the next run skips the ~15 s of seeding.
     """
-    from cloutsy import catalogue, embedded, migrations
+    from cloutsy import catalogue, embedded, migrations, roles
     from cloutsy.db import close_database, database, init_database
 
     name = f"cloutsy_bench_{influencers}"
@@ -581,6 +590,7 @@ def prepare_dataset(
             close_database()
         if applied:
             progress(f"dataset {name}: applied {', '.join(applied)}")
+        roles.ensure_on(dsn, name, bench_settings, ())
         return dataset
 
     progress(f"dataset {name}: seeding {influencers:,} influencers, {brands:,} brands ...")
@@ -602,6 +612,7 @@ def prepare_dataset(
             database.execute_sql("ANALYZE")
     finally:
         close_database()
+    roles.ensure_on(dsn, name, bench_settings, ())  # the service serves as cloutsy_app
     progress(f"dataset {name}: seeded in {time.monotonic() - started:.0f} s")
     return dataset
 
