@@ -34,7 +34,7 @@ from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
 from cloutsy.config import Settings
-from cloutsy.db import PooledDatabase, connect_params, database
+from cloutsy.db import PooledDatabase, database, make_pool
 
 log = logging.getLogger(__name__)
 
@@ -212,17 +212,8 @@ def configure(settings: Settings, primary: PooledDatabase) -> ReplicaSet | None:
         return None
     replicas = []
     for url in settings.replica_urls:
-        params = connect_params(url, settings)
-        pool = PooledDatabase(
-            params.pop("database"),
-            max_connections=settings.pool_max,
-            stale_timeout=settings.pool_stale,
-            timeout=None,  # a busy replica is skipped, never waited for
-            autoconnect=False,
-            autorollback=False,
-            **params,
-        )
-        pool.use_prepared = settings.prepared_statements
+        # pool_timeout 0: a busy replica is skipped, never waited for.
+        pool = make_pool(settings.with_overrides(pool_timeout=0), url)
         pool.query_observer = primary.query_observer
         replicas.append(Replica(display_name(url), pool))
     current = ReplicaSet(primary, replicas, settings.replica_max_lag_s)

@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -29,16 +28,11 @@ from cloutsy import backup, catalogue, embedded, migrations, pitr
 from cloutsy.config import PROJECT_ROOT, Settings
 from cloutsy.db import database, init_database
 from cloutsy.models import Influencer
+from tests.test_server import free_port
 
 pytestmark = pytest.mark.slow
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

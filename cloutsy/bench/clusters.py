@@ -14,12 +14,12 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cloutsy.bench.runner import free_port
 from cloutsy.errors import CloutsyError
 
 DEBIAN_BIN = "/usr/lib/postgresql/{major}/bin"
@@ -28,13 +28,6 @@ Progress = Callable[[str], None]
 
 class ClusterError(CloutsyError):
     """A throwaway cluster could not be installed, made or started."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bin_dir(major: int) -> Path | None:
