@@ -830,12 +830,13 @@ def accounts_erase(c: Context, kind: str, id: str) -> None:  # noqa: A002 - the 
     with edge():
         boot(purpose="app")
         from cloutsy.db import database
+        from cloutsy.kinds import KINDS
         from cloutsy.services import accounts
 
-        if kind not in accounts.KINDS:
+        if kind not in KINDS:
             raise Exit("error: KIND must be influencer or brand", code=1)
         with database.connection_context():
-            accounts.erase(accounts.KINDS[kind], account_id)
+            accounts.erase(KINDS[kind], account_id)
         say(f"{kind} {account_id} erased")
 
 

@@ -33,14 +33,11 @@ from peewee import prefetch
 from cloutsy import storage
 from cloutsy.config import Settings, load_settings
 from cloutsy.db import connection_url, database, init_database
+from cloutsy.kinds import KINDS
 from cloutsy.models import Influencer, InfluencerNiche, Niche
 from cloutsy.queries import NICHE_COUNTS_FROM
 
 PERIODS = {"day": "1 day", "week": "1 week", "month": "1 month"}
-ACCOUNT_TABLES = {
-    "influencer": ("influencers", "influencer_niches", "influencer_id"),
-    "brand": ("brands", "brand_niches", "brand_id"),
-}
 LARGE_TABLE_ROWS = 10_000  # a sequential scan over more rows than this is flagged
 
 
@@ -344,8 +341,8 @@ def niches_per_account() -> pd.DataFrame:
 
 def niche_cooccurrence(account_type: str = "influencer") -> pd.DataFrame:
     """Square matrix: how many active accounts picked both niches (diagonal 0; niche names)."""
-    if account_type not in ACCOUNT_TABLES:
-        raise ValueError(f"account_type must be influencer or brand, got {account_type!r}")
+    if account_type not in KINDS:
+        raise ValueError(f"account_type must be {' or '.join(KINDS)}, got {account_type!r}")
     pairs = _frame(
         """
     WITH pairs AS MATERIALIZED (

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
+from cloutsy.domains import MAX_INT
+
 log = logging.getLogger(__name__)
 
 ENVIRONMENTS = ("development", "staging", "production")
@@ -404,7 +406,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         backup_dir=backup_dir.absolute(),
         server_pgdata=Path(server_pgdata).absolute() if server_pgdata else None,
         statement_timeout_ms=_int(
-            env, "CLOUTSY_STATEMENT_TIMEOUT_MS", 5000, minimum=0, maximum=2_147_483_647
+            env, "CLOUTSY_STATEMENT_TIMEOUT_MS", 5000, minimum=0, maximum=MAX_INT
         ),
         replica_urls=_urls(env, "DATABASE_REPLICA_URLS"),
         replica_max_lag_s=_float(env, "CLOUTSY_REPLICA_MAX_LAG_S", 5.0),

@@ -30,8 +30,10 @@ from argon2 import PasswordHasher
 
 from cloutsy import crypto
 from cloutsy.db import database
+from cloutsy.domains import COMPANY_TYPES, GENDERS
 from cloutsy.errors import Invalid
-from cloutsy.models import COMPANY_TYPES, DIGEST_COLUMNS, GENDERS, PII_COLUMNS
+from cloutsy.kinds import KINDS
+from cloutsy.models import DIGEST_COLUMNS, PII_COLUMNS
 from cloutsy.services.lookup import digest_of
 
 Progress = Callable[[str, int, int], None]
@@ -201,8 +203,8 @@ BRAND_COLUMNS = (
     "updated_at",
 )
 LINK_COLUMNS = {
-    owner: ("id", f"{owner}_id", "niche_id", "created_at", "updated_at")
-    for owner in ("influencer", "brand")
+    kind.name: ("id", kind.link_column, "niche_id", "created_at", "updated_at")
+    for kind in KINDS.values()
 }
 
 

@@ -43,13 +43,20 @@ def _diag(exc: IntegrityError) -> tuple[str | None, str | None]:
     return code, getattr(diag, "constraint_name", None)
 
 
+def unknown_niche(niche_id: int | None = None) -> Invalid:
+    """The error for a `nicheIds` entry naming no active niche (None: the database's
+    foreign key refused one, without saying which)."""
+    message = "unknown niche id" if niche_id is None else f"no active niche with id {niche_id}"
+    return Invalid("unknown niche", [{"field": "nicheIds", "message": message}])
+
+
 def error_from(exc: IntegrityError) -> CloutsyError | None:
     """The domain error an IntegrityError stands for, or None if it is unexpected."""
     code, constraint = _diag(exc)
     if code == UNIQUE_VIOLATION and constraint in UNIQUE_FIELDS:
         return Conflict(UNIQUE_FIELDS[constraint])
     if code == FOREIGN_KEY_VIOLATION and constraint and "niche_id" in constraint:
-        return Invalid("unknown niche", [{"field": "nicheIds", "message": "unknown niche id"}])
+        return unknown_niche()
     if code == CHECK_VIOLATION and constraint:
         # Constraint names are <table>_<column>_check.
         field = to_camel(constraint.split("_", 1)[-1].removesuffix("_check"))

@@ -3,13 +3,15 @@
 Rules the database must hold whoever writes to it live here as constraints:
 case-insensitive unique usernames (a unique index on `lower(username)`), unique emails
 and phones (unique blind indexes `email_digest` / `phone_digest`, §9), enumerations as
-CHECKs, cascading junction rows. Which columns hold PII is said once, in `PII_COLUMNS`.
+CHECKs, cascading junction rows. A column holds PII when it is an `EncryptedField`;
+`PII_COLUMNS` is read from the fields, so the model is the one place that says it.
 `updated_at` is kept by a trigger (see migrations/0001) so bulk updates move it too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from peewee import (
@@ -31,17 +33,8 @@ from playhouse.postgres_ext import DateTimeTZField
 
 from cloutsy import crypto
 from cloutsy.db import database
+from cloutsy.domains import ACCOUNT_TYPES, COMPANY_TYPES, GENDERS
 
-GENDERS = ("female", "male", "non_binary", "other", "prefer_not_to_say")
-COMPANY_TYPES = (
-    "private_limited",
-    "public_limited",
-    "llp",
-    "partnership",
-    "sole_proprietorship",
-    "other",
-)
-SUBJECT_TYPES = ("influencer", "brand")
 # A brand's profile is complete once every one of these holds a value (`isProfileCompleted`).
 BRAND_PROFILE_FIELDS = (
     "legal_entity_name",
@@ -58,38 +51,27 @@ BRAND_PROFILE_FIELDS = (
     "pan_document",
 )
 
-# Full-text documents behind `q`; queries must repeat these exact expressions
-# for PostgreSQL to use the GIN indexes (pg_trgm is not in the embedded build).
-INFLUENCER_SEARCH = (
-    "to_tsvector('simple'::regconfig, "
-    "coalesce(name, '') || ' ' || coalesce(username, '') || ' ' || coalesce(bio, ''))"
-)
-BRAND_SEARCH = (
-    "to_tsvector('simple'::regconfig, "
-    "coalesce(brand_name, '') || ' ' || coalesce(username, '') || ' ' || coalesce(brand_bio, ''))"
-)
-
-
-# --- data protection (CONTRACT §4, §9): the one list every part reads -----------------------
-# The codec, migration 0002 (its frozen copy), erasure, key rotation, the analyst's column
-# grants, seed.demo and the private views all derive from these.
-PII_COLUMNS: dict[str, tuple[str, ...]] = {
-    "influencers": ("email", "phone", "date_of_birth"),
-    "brands": (
-        "email",
-        "phone",
-        "brand_email_id",
-        "poc_name",
-        "poc_designation",
-        "poc_email_id",
-        "poc_contact_number",
-        "incorporation_document",
-        "gst_document",
-        "pan_document",
-    ),
-    # A pending phone change (CONTRACT §6) holds a number too.
-    "phone_changes": ("phone",),
+# The columns of the full-text document behind `q`, per account table.
+SEARCH_COLUMNS: dict[str, tuple[str, ...]] = {
+    "influencers": ("name", "username", "bio"),
+    "brands": ("brand_name", "username", "brand_bio"),
 }
+
+
+def search_document(columns: Sequence[str], alias: str = "") -> str:
+    """The tsvector expression over `columns` (each prefixed by `alias`, e.g. "a.").
+
+    The GIN index and the list statements are both written by this function: PostgreSQL
+    uses the index only for this exact expression (pg_trgm is not in the embedded build).
+    """
+    parts = " || ' ' || ".join(f"coalesce({alias}{c}, '')" for c in columns)
+    return f"to_tsvector('simple'::regconfig, {parts})"
+
+
+# --- data protection (CONTRACT §4, §9) -------------------------------------------------------
+# Which columns are PII is read from the models (`PII_COLUMNS`, below them). The codec,
+# migration 0002 (its frozen copy), erasure, key rotation, the analyst's column grants,
+# seed.demo and the private views all derive from it.
 # Blind index beside each looked-up PII column (HMAC of the normalised value).
 DIGEST_COLUMNS: dict[str, str] = {"email": "email_digest", "phone": "phone_digest"}
 # Columns no analyst may read besides PII and digests: secrets, and the OTP table's phone
@@ -305,7 +287,7 @@ class Otp(TimestampedModel):
 class Session(BaseModel):
     id = AutoField()
     token_hash = CharField(max_length=64, unique=True)  # SHA-256 hex, never the token
-    subject_type = CharField(max_length=16, constraints=[_in("subject_type", SUBJECT_TYPES)])
+    subject_type = CharField(max_length=16, constraints=[_in("subject_type", ACCOUNT_TYPES)])
     subject_id = IntegerField()
     expires_at = DateTimeTZField(index=True)  # invoke db.purge
     revoked_at = DateTimeTZField(null=True)
@@ -320,7 +302,7 @@ class PhoneChange(BaseModel):
     """A phone change made by PATCH, pending until a code sent to `phone` is verified."""
 
     id = AutoField()
-    subject_type = CharField(max_length=16, constraints=[_in("subject_type", SUBJECT_TYPES)])
+    subject_type = CharField(max_length=16, constraints=[_in("subject_type", ACCOUNT_TYPES)])
     subject_id = IntegerField()
     phone = EncryptedField()  # the new number, encrypted like the accounts' (§9)
     phone_digest = CharField(max_length=64, index=True)  # its blind index, for lookups
@@ -369,10 +351,8 @@ def _expression_indexes() -> None:
                 model, (SQL("lower(username)"),), unique=True, name=f"{table}_username_lower"
             )
         )
-    Influencer.add_index(
-        ModelIndex(Influencer, (SQL(INFLUENCER_SEARCH),), name="influencers_search", using="gin")
-    )
-    Brand.add_index(ModelIndex(Brand, (SQL(BRAND_SEARCH),), name="brands_search", using="gin"))
+        document = SQL(search_document(SEARCH_COLUMNS[table]))
+        model.add_index(ModelIndex(model, (document,), name=f"{table}_search", using="gin"))
 
 
 _expression_indexes()
@@ -389,6 +369,17 @@ MODELS: list[type[BaseModel]] = [
     RateLimitHit,
     IdempotencyKey,
 ]
+
+# Table -> its PII columns (EncryptedField), in declaration order: the one list every part reads.
+PII_COLUMNS: dict[str, tuple[str, ...]] = {
+    model._meta.table_name: columns
+    for model in MODELS
+    if (
+        columns := tuple(
+            f.column_name for f in model._meta.sorted_fields if isinstance(f, EncryptedField)
+        )
+    )
+}
 
 # Unique constraint or index name -> the JSON field a 409 names.
 UNIQUE_FIELDS: dict[str, str] = {

@@ -4,18 +4,15 @@ Why raw SQL here when the rest uses peewee: a read endpoint is one round trip, a
 body goes from the database to the client without being parsed or re-encoded in
 Python (issue 6: twice the throughput of a hand-written psycopg2 app). The SQL text
 for each combination of filters is built once and cached; values are always bound
-parameters. The views' field lists below are the contract's public/private views
-(CONTRACT §5); `cloutsy.schemas` documents the same shapes for OpenAPI.
+parameters. The views' columns are the registry's (`cloutsy.kinds`), read from the
+response schemas that document them for OpenAPI (CONTRACT §5).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -24,53 +21,11 @@ from pydantic.alias_generators import to_camel
 
 from cloutsy import crypto, replicas
 from cloutsy.db import database
-from cloutsy.errors import BadRequest
-from cloutsy.models import BRAND_SEARCH, INFLUENCER_SEARCH, PII_COLUMNS
+from cloutsy.kinds import BRAND, INFLUENCER, AccountKind
+from cloutsy.list_query import ListQuery, encode_cursor
 from cloutsy.schemas import positive_id
 
 NICHE_REF = ("id", "name", "slug", "icon")
-
-INFLUENCER_PUBLIC = (
-    "id",
-    "name",
-    "username",
-    "gender",
-    "bio",
-    "profile_image",
-    "is_phone_verified",
-    "is_active",
-    "created_at",
-    "updated_at",
-)
-INFLUENCER_PRIVATE = (*INFLUENCER_PUBLIC, "email", "phone", "date_of_birth")
-
-BRAND_PUBLIC = (
-    "id",
-    "brand_name",
-    "username",
-    "legal_entity_name",
-    "company_type",
-    "brand_bio",
-    "profile_image",
-    "is_phone_verified",
-    "is_profile_completed",
-    "is_active",
-    "created_at",
-    "updated_at",
-)
-BRAND_PRIVATE = (
-    *BRAND_PUBLIC,
-    "email",
-    "phone",
-    "brand_email_id",
-    "poc_name",
-    "poc_designation",
-    "poc_email_id",
-    "poc_contact_number",
-    "incorporation_document",
-    "gst_document",
-    "pan_document",
-)
 
 
 def _object(alias: str, columns: Sequence[str]) -> str:
@@ -79,66 +34,40 @@ def _object(alias: str, columns: Sequence[str]) -> str:
     return f"json_build_object({pairs}"
 
 
-@dataclass(frozen=True)
-class Kind:
-    """What differs between influencers and brands on the read side."""
+def _niches_json(kind: AccountKind, alias: str) -> str:
+    ref = ", ".join(f"'{c}', n.{c}" for c in NICHE_REF)
+    # Each link looks its niche up by primary key: with a join, PostgreSQL hashed the
+    # whole niches table once per account (measured: 10-13% of a page's database time).
+    return (
+        f"(SELECT coalesce(json_agg((SELECT json_build_object({ref}) FROM niches n "
+        f"WHERE n.id = l.niche_id) ORDER BY l.niche_id), '[]'::json) "
+        f"FROM {kind.link_table} l WHERE l.{kind.link_column} = {alias}.id)"
+    )
 
-    table: str
-    link_table: str
-    link_column: str
-    search: str
-    public: tuple[str, ...]
-    private: tuple[str, ...]
 
-    def niches_json(self, alias: str) -> str:
-        ref = ", ".join(f"'{c}', n.{c}" for c in NICHE_REF)
-        # Each link looks its niche up by primary key: with a join, PostgreSQL hashed the
-        # whole niches table once per account (measured: 10-13% of a page's database time).
-        return (
-            f"(SELECT coalesce(json_agg((SELECT json_build_object({ref}) FROM niches n "
-            f"WHERE n.id = l.niche_id) ORDER BY l.niche_id), '[]'::json) "
-            f"FROM {self.link_table} l WHERE l.{self.link_column} = {alias}.id)"
+def _view(kind: AccountKind, alias: str, private: bool) -> str:
+    """The public or private view of `alias` as json_build_object (kinds: the columns)."""
+    columns = kind.private_columns if private else kind.public_columns
+    extra = ""
+    if private:  # the account's own phone change waiting for its code (CONTRACT §6)
+        extra = (
+            ", 'pendingPhone', (SELECT c.phone FROM phone_changes c "
+            f"WHERE c.subject_type = '{kind.name}' AND c.subject_id = {alias}.id)"
         )
-
-    @property
-    def pii(self) -> dict[str, str]:
-        """JSON key -> column of each encrypted field of the private view."""
-        return {to_camel(c): c for c in self.private if c in PII_COLUMNS[self.table]}
-
-    def view(self, alias: str, private: bool) -> str:
-        columns = self.private if private else self.public
-        extra = ""
-        if private:  # the account's own phone change waiting for its code (CONTRACT §6)
-            subject = self.table.removesuffix("s")
-            extra = (
-                ", 'pendingPhone', (SELECT c.phone FROM phone_changes c "
-                f"WHERE c.subject_type = '{subject}' AND c.subject_id = {alias}.id)"
-            )
-        return f"{_object(alias, columns)}{extra}, 'niches', {self.niches_json(alias)})"
-
-
-INFLUENCERS = Kind(
-    "influencers",
-    "influencer_niches",
-    "influencer_id",
-    INFLUENCER_SEARCH,
-    INFLUENCER_PUBLIC,
-    INFLUENCER_PRIVATE,
-)
-BRANDS = Kind("brands", "brand_niches", "brand_id", BRAND_SEARCH, BRAND_PUBLIC, BRAND_PRIVATE)
+    return f"{_object(alias, columns)}{extra}, 'niches', {_niches_json(kind, alias)})"
 
 
 # --- detail ------------------------------------------------------------------------------
 
 
 @cache
-def _detail_sql(kind: Kind, private: bool) -> tuple[str, str]:
-    view = kind.view("a", private)
+def _detail_sql(kind: AccountKind, private: bool) -> tuple[str, str]:
+    view = _view(kind, "a", private)
     name = f"{kind.table}_{'private' if private else 'public'}"
     return name, f"SELECT {view}::text FROM {kind.table} a WHERE a.id = $1 AND a.is_active"
 
 
-def account_json(kind: Kind, account_id: int, private: bool = False) -> str | None:
+def account_json(kind: AccountKind, account_id: int, private: bool = False) -> str | None:
     """One active account's view as JSON text, or None.
 
     The public view comes from PostgreSQL untouched (it holds no PII); the private view
@@ -152,36 +81,24 @@ def account_json(kind: Kind, account_id: int, private: bool = False) -> str | No
     row = database.execute_prepared(name, sql, (account_id,)).fetchone()
     if row is None:
         return None
-    view = crypto.reveal(kind.table, kind.pii, orjson.loads(row[0]))
+    view = crypto.reveal(kind.table, kind.private_pii, orjson.loads(row[0]))
     crypto.reveal("phone_changes", {"pendingPhone": "phone"}, view)
     return orjson.dumps(view).decode()
 
 
 def get_influencer(influencer_id: int, private: bool = False) -> dict[str, Any] | None:
     """One active influencer's view as a dict (analytics, tests), or None."""
-    text = account_json(INFLUENCERS, influencer_id, private)
+    text = account_json(INFLUENCER, influencer_id, private)
     return json.loads(text) if text else None
 
 
 def get_brand(brand_id: int, private: bool = False) -> dict[str, Any] | None:
     """One active brand's view as a dict (analytics, tests), or None."""
-    text = account_json(BRANDS, brand_id, private)
+    text = account_json(BRAND, brand_id, private)
     return json.loads(text) if text else None
 
 
 # --- lists -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ListFilter:
-    """A validated list request: niche slugs/ids (any of), text query, verified flag, page."""
-
-    niche_slugs: tuple[str, ...] = ()
-    niche_ids: tuple[int, ...] = ()
-    q: str | None = None
-    verified: bool | None = None
-    limit: int = 20
-    after_id: int | None = None
 
 
 # Above this many matches a word is common: walking ids backwards finds a page sooner.
@@ -202,7 +119,7 @@ class _Params:
         return f"${self.names.index(name) + 1}"
 
 
-def _paged(kind: Kind, walk: str, limit: str) -> str:
+def _paged(kind: AccountKind, walk: str, limit: str) -> str:
     """Wrap `walk` (ordered by its `walk_id` descending): every planner walks and stops.
 
     The constant LIMIT inside is what keeps the plan version-independent (issue 14): the
@@ -212,7 +129,7 @@ def _paged(kind: Kind, walk: str, limit: str) -> str:
     and chose a bitmap scan of every link plus a sort. Execution pulls lazily, so the
     inner limit costs nothing: only the rows the outer limit takes are read and rendered.
     """
-    view = kind.view("a", False)
+    view = _view(kind, "a", False)
     return (
         f"SELECT a.id, {view}::text FROM ({walk} LIMIT {WALK_LIMIT}) a "
         f"ORDER BY a.walk_id DESC LIMIT {limit}"
@@ -221,7 +138,7 @@ def _paged(kind: Kind, walk: str, limit: str) -> str:
 
 @cache
 def _list_sql(
-    kind: Kind, niches: int, search: bool, verified: bool, after: bool
+    kind: AccountKind, niches: int, search: bool, verified: bool, after: bool
 ) -> tuple[str, str, tuple[str, ...]]:
     """(statement name, SQL with $n placeholders, parameter names) for one filter mix.
 
@@ -238,11 +155,11 @@ def _list_sql(
     p = _Params()
     # Only the public columns: no ciphertext is copied, and the analyst role (column
     # grants, CONTRACT §9) may run these statements too.
-    columns = ", ".join(f"a.{c}" for c in kind.public)
+    columns = ", ".join(f"a.{c}" for c in kind.public_columns)
     row = ["a.is_active"]
     if verified:
         row.append(f"a.is_phone_verified = {p('verified')}")
-    match = f"{kind.search.replace('coalesce(', 'coalesce(a.')} @@ to_tsquery('simple', {{}})"
+    match = f"{kind.search('a.')} @@ to_tsquery('simple', {{}})"
     flags = f"{niches}{int(search)}{int(verified)}{int(after)}"
     name = f"{kind.table}_page_{flags}"
 
@@ -314,7 +231,7 @@ def tsquery(q: str) -> str | None:
     return " & ".join(f"{w[:50]}:*" for w in words) or None
 
 
-def page_json(kind: Kind, f: ListFilter) -> str:
+def page_json(kind: AccountKind, f: ListQuery) -> str:
     """A page `{"items":[…],"nextCursor":…}` as JSON text, in one statement."""
     ts = tsquery(f.q) if f.q is not None else None
     if f.q is not None and ts is None:
@@ -340,7 +257,7 @@ def page_json(kind: Kind, f: ListFilter) -> str:
 
 
 def list_page(
-    kind: Kind,
+    kind: AccountKind,
     niche_ids: list[int] | None = None,
     q: str | None = None,
     verified: bool | None = None,
@@ -348,39 +265,18 @@ def list_page(
     after_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """A page of accounts as dicts (analytics and tests use this form)."""
-    f = ListFilter((), tuple(niche_ids or ()), q, verified, limit, after_id)
+    f = ListQuery.of(niche_ids or (), q, verified, limit, after_id)
     return json.loads(page_json(kind, f))["items"]
 
 
 def list_influencers(**filters: Any) -> list[dict[str, Any]]:
     """A page of influencers as dicts; filters as `list_page`."""
-    return list_page(INFLUENCERS, **filters)
+    return list_page(INFLUENCER, **filters)
 
 
 def list_brands(**filters: Any) -> list[dict[str, Any]]:
     """A page of brands as dicts; filters as `list_page`."""
-    return list_page(BRANDS, **filters)
-
-
-CURSOR_PREFIX = "v1:"
-
-
-def encode_cursor(last_id: int) -> str:
-    """Opaque keyset cursor: the last id seen, versioned, base64url."""
-    raw = f"{CURSOR_PREFIX}{last_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The id behind a cursor; BadRequest if it was not made by `encode_cursor`."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadRequest("cursor is not valid") from None
-    value = positive_id(raw[len(CURSOR_PREFIX) :]) if raw.startswith(CURSOR_PREFIX) else None
-    if value is None:
-        raise BadRequest("cursor is not valid")
-    return value
+    return list_page(BRAND, **filters)
 
 
 # --- niches ------------------------------------------------------------------------------

@@ -25,17 +25,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from cloutsy.domains import MAX_INT, AccountType, CompanyType, Gender
 from cloutsy.errors import BadRequest, Invalid
 
-MAX_INT = 2_147_483_647  # PostgreSQL integer
 # ASCII digits only: str.isdigit() is also true for '²' or '٣', which int() rejects or reads.
 DECIMAL = re.compile(r"[0-9]{1,10}")
 USERNAME = re.compile(r"^[a-z0-9._]{3,30}$")
-
-Gender = Literal["female", "male", "non_binary", "other", "prefer_not_to_say"]
-CompanyType = Literal[
-    "private_limited", "public_limited", "llp", "partnership", "sole_proprietorship", "other"
-]
 
 
 def positive_id(raw: str) -> int | None:
@@ -406,7 +401,6 @@ OtpCode = Annotated[
 ]
 # Login takes any password up to the sign-up maximum: a short one simply does not match (401).
 LoginPassword = Annotated[Text, Field(min_length=1, max_length=128)]
-AccountType = Literal["influencer", "brand"]
 
 
 class OtpSend(Schema):

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from cloutsy.list_query import encode_cursor
 from cloutsy.models import Influencer, InfluencerNiche, Niche
-from cloutsy.queries import encode_cursor
 
 JSON = "application/json; charset=utf-8"
 

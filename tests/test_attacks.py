@@ -18,7 +18,7 @@ import pytest
 from webtest import TestApp
 
 from cloutsy import passwords
-from cloutsy.api.session_routes import SENDER_KEY
+from cloutsy.api.auth_routes import SENDER_KEY
 from cloutsy.config import parse_networks, parse_rate_limits
 from cloutsy.db import current
 from cloutsy.models import Brand, Influencer

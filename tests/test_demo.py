@@ -10,8 +10,9 @@ from argon2 import PasswordHasher
 from email_validator import validate_email
 
 from cloutsy import crypto, demo
+from cloutsy.domains import COMPANY_TYPES, GENDERS
 from cloutsy.errors import Invalid
-from cloutsy.models import COMPANY_TYPES, GENDERS, PII_COLUMNS, Influencer
+from cloutsy.models import PII_COLUMNS, Influencer
 
 ANCHOR = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)  # a fixed "today" so reruns compare equal
 SIZE = {"influencers": 2000, "brands": 200, "days": 60}

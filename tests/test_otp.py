@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from cloutsy.api.session_routes import SENDER_KEY
+from cloutsy.api.auth_routes import SENDER_KEY
 from cloutsy.config import load_settings
 from cloutsy.db import database
 from cloutsy.errors import BadRequest, RateLimited

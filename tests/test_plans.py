@@ -29,14 +29,15 @@ from cloutsy import embedded, queries
 from cloutsy.bench import clusters
 from cloutsy.catalogue import NICHES
 from cloutsy.config import load_settings
+from cloutsy.kinds import BRAND, INFLUENCER, KINDS, AccountKind
 from cloutsy.migrations import MIGRATIONS_DIR
 
 pytestmark = pytest.mark.slow
 
 INFLUENCERS = 60_000
 BRANDS = 8_000
-ACCOUNT_TABLES = {"influencers", "brands"}
-LINK_TABLES = {"influencer_niches", "brand_niches"}
+ACCOUNT_TABLES = {kind.table for kind in KINDS.values()}
+LINK_TABLES = {kind.link_table for kind in KINDS.values()}
 
 # Names with common words (for `q`), 70 % verified, 2 % inactive; 1-4 niches each, drawn
 # from a rank^-0.9 popularity (the first niche of the catalogue is the most popular).
@@ -280,7 +281,7 @@ def _shape_id(shape: tuple[int, bool, bool, bool]) -> str:
     return "+".join(parts)
 
 
-def _values(conn: Any, kind: queries.Kind, niches: int) -> dict[str, Any]:
+def _values(conn: Any, kind: AccountKind, niches: int) -> dict[str, Any]:
     with conn.cursor() as cur:
         cur.execute(
             f"SELECT n.slug FROM niches n JOIN {kind.link_table} l ON l.niche_id = n.id "
@@ -289,7 +290,7 @@ def _values(conn: Any, kind: queries.Kind, niches: int) -> dict[str, Any]:
         slugs = [r[0] for r in cur.fetchall()]
         cur.execute(f"SELECT max(id) / 2 FROM {kind.table}")
         middle = cur.fetchone()[0]
-    word = "asha:*" if kind is queries.INFLUENCERS else "acme:*"
+    word = "asha:*" if kind is INFLUENCER else "acme:*"
     chosen = slugs[:1] if niches == 1 else [slugs[0], slugs[-1]]  # most and least popular
     return {
         "after": middle,
@@ -302,10 +303,10 @@ def _values(conn: Any, kind: queries.Kind, niches: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("mode", ["force_generic_plan", "force_custom_plan"])
-@pytest.mark.parametrize("kind", [queries.INFLUENCERS, queries.BRANDS], ids=lambda k: k.table)
+@pytest.mark.parametrize("kind", [INFLUENCER, BRAND], ids=lambda k: k.table)
 @pytest.mark.parametrize("shape", SHAPES, ids=_shape_id)
 def test_list_plans_are_walks_that_stop(
-    server: tuple[str, Any], kind: queries.Kind, shape: tuple[int, bool, bool, bool], mode: str
+    server: tuple[str, Any], kind: AccountKind, shape: tuple[int, bool, bool, bool], mode: str
 ) -> None:
     version, conn = server
     name, sql, names = queries._list_sql(kind, *shape)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bottle
 
 from cloutsy import crypto, replicas
-from cloutsy.api import accounts, cors, http, metrics, niches, ops, session_routes
+from cloutsy.api import accounts, auth_routes, cors, endpoints, http, metrics, niches, ops
 from cloutsy.config import Settings
 from cloutsy.db import current
 from cloutsy.services.limits import Limiter
@@ -19,12 +19,12 @@ def create_app(settings: Settings) -> bottle.Bottle:
     app.config["cloutsy.settings"] = settings
     http.install(app)
     cors.install(app, settings.cors_origins)
-    api = http.Api(app, Limiter(settings.rate_limits, settings.secret_key))
+    api = endpoints.Api(app, Limiter(settings.rate_limits, settings.secret_key))
     app.config["cloutsy.api"] = api
     ops.register(api, settings)
     niches.register(api, settings)
     accounts.register(api, settings)
-    session_routes.register(api, settings)
+    auth_routes.register(api, settings)
     current().query_observer = metrics.observe_query
     replicas.observer = metrics.observe_replica
     replicas.read_observer = metrics.observe_read

@@ -1,9 +1,8 @@
 """HTTP plumbing shared by every route: the request plugin, errors as JSON, bodies, queries.
 
-`Api` registers routes on a Bottle app and records each one's contract (body,
-responses, auth) for /openapi.json, so the document cannot drift from the routes.
 The plugin gives each request a pooled connection and always gives it back,
-translates the error tree into the contract's JSON, and records metrics.
+translates the error tree into the contract's JSON, and records metrics. Routes are
+registered through `endpoints.Api`, which records each one's contract for /openapi.json.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import bottle
@@ -37,8 +35,8 @@ from cloutsy.errors import (
     RateLimited,
     Unavailable,
 )
+from cloutsy.list_query import parameter_names, parse_query
 from cloutsy.schemas import parse, positive_id
-from cloutsy.services.limits import Limiter
 
 log = logging.getLogger("cloutsy.api")
 
@@ -49,7 +47,6 @@ MAX_BODY = 64 * 1024
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 M = TypeVar("M", bound=BaseModel)
-Body = type[BaseModel] | tuple[type[BaseModel], ...] | None
 
 
 # --- responses ---------------------------------------------------------------------------
@@ -302,6 +299,11 @@ def body_as(model: type[M]) -> M:
     return parse(model, read_body())
 
 
+def query_as(model: type[M]) -> M:
+    """The query string validated into `model` (400 bad_request naming the first bad value)."""
+    return parse_query(model, query_params(parameter_names(model)))
+
+
 def query_params(allowed: set[str]) -> dict[str, list[str]]:
     """The query string as name -> values; 400 for a name not in `allowed` or a NUL byte."""
     raw = bottle.request.environ.get("QUERY_STRING", "")
@@ -317,15 +319,6 @@ def query_params(allowed: set[str]) -> dict[str, list[str]]:
             raise BadRequest(f"query parameter {name} must not contain NUL characters")
         out.setdefault(name, []).append(value)
     return out
-
-
-def single(params: dict[str, list[str]], name: str) -> str | None:
-    values = params.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadRequest(f"query parameter {name} may appear only once")
-    return values[0]
 
 
 def client_address(trusted: tuple[IpNetwork, ...]) -> str:
@@ -365,105 +358,3 @@ def path_id(raw: str) -> int:
     if value is None:
         raise NotFound("no such resource")
     return value
-
-
-# --- route registry ----------------------------------------------------------------------
-
-
-@dataclass
-class Endpoint:
-    """One route's contract, as /openapi.json describes it."""
-
-    method: str
-    path: str
-    summary: str
-    tag: str
-    auth: str | None = None
-    body: type[BaseModel] | None = None
-    # A status's body: one model, several (oneOf: e.g. public or private view), or none.
-    responses: dict[int, Body] = field(default_factory=dict)
-    query: tuple[dict[str, Any], ...] = ()
-    path_params: tuple[dict[str, Any], ...] = ()
-    # OpenAPI links from the first 2xx response: name -> (operationId, parameters)
-    links: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
-    # Cache-Control of a 200 GET (caching.POLICIES); vary_auth: the answer depends on the
-    # caller (Vary: Authorization).
-    cache: str | None = None
-    vary_auth: bool = False
-    # Accepts an Idempotency-Key (CONTRACT §5 "Idempotent retries").
-    idempotent: bool = False
-
-
-class Wrapper(Protocol):
-    """Something that wraps a route's handler (the idempotency layer)."""
-
-    def wrap(self, fn: Callable[..., Any], route: str) -> Callable[..., Any]: ...
-
-
-class Api:
-    """A Bottle app plus the contract of each route registered through it."""
-
-    def __init__(self, app: bottle.Bottle, limiter: Limiter) -> None:
-        self.app = app
-        self.limiter = limiter  # every abuse limit, one mechanism (services/limits.py)
-        self.endpoints: list[Endpoint] = []
-
-    def route(
-        self,
-        method: str,
-        path: str,
-        *,
-        summary: str,
-        tag: str,
-        auth: str | None = None,
-        body: type[BaseModel] | None = None,
-        responses: dict[int, Body] | None = None,
-        query: tuple[dict[str, Any], ...] = (),
-        links: dict[str, tuple[str, dict[str, str]]] | None = None,
-        db: bool = True,
-        replica: bool = False,
-        cache: str | None = None,
-        vary_auth: bool = False,
-        idempotent: Wrapper | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register `fn` for METHOD path (OpenAPI `{name}` placeholders).
-
-        `replica`: a public read that a streaming replica may answer (CONTRACT §10).
-        `cache` names the Cache-Control of its 200 GET answers (caching.POLICIES; none:
-        `private, no-store`), `vary_auth` says the answer depends on the caller, and
-        `idempotent` wraps the handler so it honours an Idempotency-Key.
-        """
-        if cache is not None and cache not in caching.POLICIES:
-            raise ValueError(f"unknown cache policy {cache!r}")
-        names = re.findall(r"{(\w+)}", path)
-        rule = re.sub(r"{(\w+)}", r"<\1>", path)
-
-        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            handler = idempotent.wrap(fn, f"{method} {path}") if idempotent else fn
-            self.app.route(
-                rule, method, handler, db=db, replica=replica, cache=cache, vary_auth=vary_auth
-            )
-            params = tuple(
-                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                for n in names
-            )
-            self.endpoints.append(
-                Endpoint(
-                    method,
-                    path,
-                    summary,
-                    tag,
-                    auth,
-                    body,
-                    responses or {},
-                    query,
-                    params,
-                    links or {},
-                    cache,
-                    vary_auth,
-                    idempotent is not None,
-                )
-            )
-            return fn
-
-        return decorate

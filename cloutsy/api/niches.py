@@ -10,7 +10,8 @@ import bottle
 
 from cloutsy import catalogue, queries
 from cloutsy.api import auth
-from cloutsy.api.http import Api, json_body
+from cloutsy.api.endpoints import Api
+from cloutsy.api.http import json_body
 from cloutsy.api.niche_cache import NicheCache
 from cloutsy.config import Settings
 from cloutsy.errors import NotFound

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from cloutsy.api.http import Endpoint
+from cloutsy.api.endpoints import Endpoint
 from cloutsy.api.idempotent import HEADER as IDEMPOTENCY_HEADER
 from cloutsy.api.idempotent import KEY_PATTERN, REPLAYED
 from cloutsy.schemas import ErrorOut
@@ -77,6 +77,34 @@ IDEMPOTENCY_KEY = {
 }
 
 
+def query_parameters(model: type[BaseModel] | None) -> list[dict[str, Any]]:
+    """The `in: query` parameters of a query-string model, one per field, from its JSON schema.
+
+    An optional field is documented by its value's schema (absent, not null, is how a
+    query string leaves it out); a list is a repeatable (`form`, exploded) parameter.
+    """
+    if model is None:
+        return []
+    schema = model.model_json_schema(mode="validation")
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        description = prop.pop("description", None)
+        values = [s for s in prop.pop("anyOf", ()) if s != {"type": "null"}]
+        prop = {**values[0], **prop} if values else prop
+        if prop.get("default") in (None, []):
+            prop.pop("default", None)
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+        if prop.get("type") == "array":
+            param.update(style="form", explode=True)
+        if description:
+            param["description"] = description
+        param["schema"] = prop
+        params.append(param)
+    return params
+
+
 def _models(body: Any) -> tuple[type[BaseModel], ...]:
     if body is None:
         return ()
@@ -136,7 +164,7 @@ def build(endpoints: list[Endpoint], title: str = "Cloutsy data service") -> dic
             "tags": [ep.tag],
             "responses": {},
         }
-        params = [*ep.path_params, *ep.query]
+        params = [*ep.path_params, *query_parameters(ep.query)]
         if ep.method == "GET":
             params.append(IF_NONE_MATCH)
         if ep.idempotent:

@@ -13,7 +13,8 @@ from playhouse.pool import MaxConnectionsExceeded
 
 from cloutsy import migrations, replicas, storage
 from cloutsy.api import metrics, openapi
-from cloutsy.api.http import Api, json_body
+from cloutsy.api.endpoints import Api
+from cloutsy.api.http import json_body
 from cloutsy.config import Settings
 from cloutsy.db import current
 from cloutsy.schemas import HealthOut

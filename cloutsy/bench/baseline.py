@@ -19,6 +19,8 @@ from urllib.parse import parse_qsl
 
 from psycopg2.pool import ThreadedConnectionPool
 
+from cloutsy.domains import MAX_INT
+
 COLUMNS = (
     "id, name, username, gender, bio, profile_image, is_phone_verified, is_active, "
     "created_at, updated_at"
@@ -117,7 +119,7 @@ class BaselineApp:
 
     def one(self, influencer_id: int) -> dict[str, Any] | None:
         """The public view of an active influencer, or None: two statements."""
-        if influencer_id > 2**31 - 1:
+        if influencer_id > MAX_INT:
             return None
         conn = self._connection()
         try:

@@ -1,4 +1,8 @@
-"""Accounts' writes, each in one transaction: sign-up, edits, niches, deactivation, erasure."""
+"""Accounts' writes, each in one transaction: sign-up, edits, niches, deactivation, erasure.
+
+Every function takes the kind of account (`cloutsy.kinds`): what differs between
+influencers and brands (a password to hash, the profile-completion flag) is read there.
+"""
 
 from __future__ import annotations
 
@@ -8,159 +12,107 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any, cast
 
-from peewee import Expression, Field, Model
+from peewee import Expression, Field
+from pydantic import BaseModel
 
 from cloutsy import queries
 from cloutsy.db import database
-from cloutsy.errors import Conflict, Invalid, NotFound
-from cloutsy.integrity import translated
-from cloutsy.models import (
-    BRAND_PROFILE_FIELDS,
-    DIGEST_COLUMNS,
-    ERASED_VALUES,
-    PII_COLUMNS,
-    Brand,
-    BrandNiche,
-    Influencer,
-    InfluencerNiche,
-    Niche,
-    Otp,
-    PhoneChange,
-    Session,
-    utcnow,
-)
+from cloutsy.errors import Conflict, NotFound
+from cloutsy.integrity import translated, unknown_niche
+from cloutsy.kinds import KINDS, AccountKind
+from cloutsy.models import DIGEST_COLUMNS, ERASED_VALUES, Niche, Otp, PhoneChange, Session, utcnow
 from cloutsy.passwords import hash_password
-from cloutsy.schemas import BrandCreate, BrandUpdate, InfluencerCreate, InfluencerUpdate
 from cloutsy.services import sessions
 from cloutsy.services.limits import Limiter
 from cloutsy.services.lookup import digest_of, holding, with_digests
 
 
-def _stored(table: str, values: dict[str, Any]) -> dict[str, Any]:
+def _stored(kind: AccountKind, values: dict[str, Any]) -> dict[str, Any]:
     """Values as written: an empty PII value is no value (SQL cannot see inside ciphertext)."""
-    pii = PII_COLUMNS[table]
+    pii = kind.pii
     return with_digests({k: (None if k in pii and v == "" else v) for k, v in values.items()})
 
 
-def profile_completed(values: dict[str, Any]) -> bool:
-    """True once every profile and document field of a brand holds a value."""
-    return all(values.get(name) not in (None, "") for name in BRAND_PROFILE_FIELDS)
+def profile_completed(kind: AccountKind, values: dict[str, Any]) -> bool:
+    """True once every profile and document field of the account holds a value."""
+    return all(values.get(name) not in (None, "") for name in kind.profile_fields)
 
 
-def link_niches(
-    link: type[Model], owner_column: str, owner_id: int, niche_ids: Sequence[int]
-) -> None:
+def link_niches(kind: AccountKind, owner_id: int, niche_ids: Sequence[int]) -> None:
     """Insert links to the given active niches in one statement; Invalid if any is unknown."""
     if not niche_ids:
         return
-    table = link._meta.table_name
     cursor = database.execute_sql(
-        f"INSERT INTO {table} ({owner_column}, niche_id) "
+        f"INSERT INTO {kind.link_table} ({kind.link_column}, niche_id) "
         "SELECT %s, n.id FROM niches n WHERE n.id = ANY(%s) AND n.is_active RETURNING niche_id",
         (owner_id, list(niche_ids)),
     )
     linked = {row[0] for row in cursor.fetchall()}
     missing = [i for i in niche_ids if i not in linked]
     if missing:
-        raise Invalid(
-            "unknown niche",
-            [{"field": "nicheIds", "message": f"no active niche with id {missing[0]}"}],
-        )
+        raise unknown_niche(missing[0])
 
 
-def admit_influencer(
-    data: InfluencerCreate | BrandCreate, limiter: Limiter, client: str
-) -> dict[str, Any]:
-    """Count a sign-up against `signup_address`, before its write; nothing to prepare.
+def admit(kind: AccountKind, data: BaseModel, limiter: Limiter, client: str) -> dict[str, Any]:
+    """Count a sign-up against `signup_address` before its write; hash a password if any.
 
     Committed even if the sign-up then fails: a 409 tells whether an email is taken, so
-    probing it costs a slot.
+    probing it costs a slot. Argon2 is slow on purpose, so it runs while no pooled
+    connection is held: the caller must not hold one either (the route of a kind with a
+    password is registered with db=False).
     """
     with database.connected():
         limiter.take("signup_address", client)
+    if kind.has_password:
+        return {"password_hash": hash_password(cast(Any, data).password)}
     return {}
 
 
-def admit_brand(data: BrandCreate, limiter: Limiter, client: str) -> dict[str, Any]:
-    """Count a brand sign-up as `admit_influencer` does, then hash its password.
+def create(kind: AccountKind, data: Any, password_hash: str | None = None) -> tuple[int, str]:
+    """Create an account (its password hashed by `admit`) and its niche links in one
+    transaction; return (id, private view JSON).
 
-    Argon2 is slow on purpose, so it runs while no pooled connection is held: the caller
-    must not hold one either (the route is registered with db=False).
+    A phone that only an unproved account of the kind holds is released from that one
+    (CONTRACT §6).
     """
-    admit_influencer(data, limiter, client)
-    return {"password_hash": hash_password(data.password)}
-
-
-def create_influencer(data: InfluencerCreate) -> tuple[int, str]:
-    """Create an influencer and its niche links; return (id, private view JSON).
-
-    A phone that only an unproved influencer holds is released from that one (CONTRACT §6).
-    """
-    fields = _stored("influencers", data.model_dump(exclude={"niche_ids"}, exclude_none=True))
-    with database.connected(), translated(Influencer, fields), database.atomic():
-        release_unproved_claim(INFLUENCER, data.phone)
-        person = Influencer.create(**fields)
-        link_niches(InfluencerNiche, "influencer_id", person.id, data.niche_ids)
-        body = queries.account_json(queries.INFLUENCERS, person.id, private=True)
-    assert body is not None  # just created, in this transaction
-    return person.id, body
-
-
-def create_brand(data: BrandCreate, password_hash: str) -> tuple[int, str]:
-    """Create a brand (its password hashed by `admit_brand`) and its niche links."""
     fields = data.model_dump(exclude={"niche_ids", "password"}, exclude_none=True)
-    fields["password"] = password_hash
-    fields["is_profile_completed"] = profile_completed(fields)
-    stored = _stored("brands", fields)
-    with database.connected(), translated(Brand, stored), database.atomic():
-        release_unproved_claim(BRAND, data.phone)
-        brand = Brand.create(**stored)
-        link_niches(BrandNiche, "brand_id", brand.id, data.niche_ids)
-        body = queries.account_json(queries.BRANDS, brand.id, private=True)
-    assert body is not None
-    return brand.id, body
+    if password_hash is not None:
+        fields["password"] = password_hash
+    if kind.profile_fields:
+        fields["is_profile_completed"] = profile_completed(kind, fields)
+    stored = _stored(kind, fields)
+    model: Any = kind.model
+    with database.connected(), translated(model, stored), database.atomic():
+        release_unproved_claim(kind, data.phone)
+        account = model.create(**stored)
+        link_niches(kind, account.id, data.niche_ids)
+        body = queries.account_json(kind, account.id, private=True)
+    assert body is not None  # just created, in this transaction
+    return account.id, body
 
 
 # --- self-service ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AccountKind:
-    """The tables behind one kind of account."""
-
-    name: str
-    model: type[Model]
-    link: type[Model]
-    link_column: str
-    view: queries.Kind
-
-
-INFLUENCER = AccountKind(
-    "influencer", Influencer, InfluencerNiche, "influencer_id", queries.INFLUENCERS
-)
-BRAND = AccountKind("brand", Brand, BrandNiche, "brand_id", queries.BRANDS)
-KINDS = {kind.name: kind for kind in (INFLUENCER, BRAND)}
-
-
-def _fields(model: Any, changes: dict[str, Any]) -> dict[Field, Any]:
+def _fields(kind: AccountKind, changes: dict[str, Any]) -> dict[Field, Any]:
     """The columns a change writes: an empty PII value as none, an email with its digest.
 
     A new phone never comes this way: it waits as a pending change (`_set_pending_phone`).
     """
-    stored = _stored(model._meta.table_name, changes)
-    return {getattr(model, name): value for name, value in stored.items()}
+    stored = _stored(kind, changes)
+    return {getattr(kind.model, name): value for name, value in stored.items()}
 
 
-def _profile_completed_sql(changes: dict[str, Any]) -> Expression | bool:
+def _profile_completed_sql(kind: AccountKind, changes: dict[str, Any]) -> Expression | bool:
     """`is_profile_completed` after `changes`: new values decided here, kept ones in SQL."""
     kept = []
-    for name in BRAND_PROFILE_FIELDS:
+    for name in kind.profile_fields:
         if name in changes:
             if changes[name] in (None, ""):
                 return False
         else:
-            column = getattr(Brand, name)
-            if name in PII_COLUMNS["brands"]:
+            column = getattr(kind.model, name)
+            if name in kind.pii:
                 kept.append(column.is_null(False))  # ciphertext; "" is stored as NULL
             else:
                 kept.append(column.is_null(False) & (column != ""))
@@ -188,27 +140,22 @@ def _update(
         if phone is not None:
             same = row[0] == digest_of("phone", phone)
             _set_pending_phone(kind, account_id, None if same else phone)
-        body = queries.account_json(kind.view, account_id, private=True)
+        body = queries.account_json(kind, account_id, private=True)
     if body is None:
         raise NotFound(f"no such {kind.name}")
     return body
 
 
-def update_influencer(influencer_id: int, data: InfluencerUpdate) -> str:
-    """Change the fields the client sent; return the private view (409 on a taken value)."""
+def update(kind: AccountKind, account_id: int, data: BaseModel) -> str:
+    """Change the fields the client sent (recomputing `is_profile_completed` in the same
+    statement, for a kind that has it); return the private view (409 on a taken value)."""
     changes = data.model_dump(exclude_unset=True)
     phone = changes.pop("phone", None)
-    return _update(INFLUENCER, influencer_id, _fields(Influencer, changes), phone)
-
-
-def update_brand(brand_id: int, data: BrandUpdate) -> str:
-    """Change the fields sent and recompute `is_profile_completed` in the same statement."""
-    changes = data.model_dump(exclude_unset=True)
-    phone = changes.pop("phone", None)
-    values = _fields(Brand, changes)
-    if values:
-        values[Brand.is_profile_completed] = _profile_completed_sql(changes)
-    return _update(BRAND, brand_id, values, phone)
+    values = _fields(kind, changes)
+    if values and kind.profile_fields:
+        model: Any = kind.model
+        values[model.is_profile_completed] = _profile_completed_sql(kind, changes)
+    return _update(kind, account_id, values, phone)
 
 
 def replace_niches(kind: AccountKind, account_id: int, niche_ids: Sequence[int]) -> list[dict]:
@@ -232,11 +179,8 @@ def replace_niches(kind: AccountKind, account_id: int, niche_ids: Sequence[int])
             refs = list(cast(Iterable[dict], found))  # peewee's hints type .dicts() rows as models
         missing = sorted(set(ids) - {ref["id"] for ref in refs})
         if missing:
-            raise Invalid(
-                "unknown niche",
-                [{"field": "nicheIds", "message": f"no active niche with id {missing[0]}"}],
-            )
-        owner_column = getattr(link, kind.link_column.removesuffix("_id"))
+            raise unknown_niche(missing[0])
+        owner_column = kind.link_owner
         stale = owner_column == account_id
         if ids:
             stale &= link.niche.not_in(ids)
@@ -336,7 +280,7 @@ def code_target(phone: str, kind_name: str | None) -> tuple[str, int] | None:
     the account whose pending change is to it (a signed-in owner asked for it), else the
     account holding it unproved. Inactive accounts are never a target.
     """
-    kinds = [KINDS[kind_name]] if kind_name else [INFLUENCER, BRAND]
+    kinds = [KINDS[kind_name]] if kind_name else list(KINDS.values())
     for kind in kinds:
         holder = phone_holder(kind, phone)
         if holder is not None and holder.active and holder.proved:
@@ -393,7 +337,6 @@ def erase(kind: AccountKind, account_id: int) -> None:
     erased or never existed; a deactivated account can still be erased.
     """
     model: Any = kind.model
-    table = model._meta.table_name
     with database.atomic():
         row = (
             model.select(model.id, model.phone_digest)
@@ -404,9 +347,9 @@ def erase(kind: AccountKind, account_id: int) -> None:
         if row is None:
             raise NotFound(f"no such {kind.name}")
         phone_key = row.phone_digest  # what otps.phone holds for this number
-        values: dict[str, Any] = {c: None for c in PII_COLUMNS[table]}
+        values: dict[str, Any] = {c: None for c in kind.pii}
         values.update({digest: None for digest in DIGEST_COLUMNS.values()})
-        values.update(ERASED_VALUES[table])
+        values.update(ERASED_VALUES[kind.table])
         values.update(
             erased_at=utcnow(), is_active=False, is_phone_verified=False, username=f"~{account_id}"
         )

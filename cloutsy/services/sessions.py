@@ -10,10 +10,12 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from cloutsy.db import database
 from cloutsy.errors import Unauthorized
-from cloutsy.models import Brand, Influencer, Session, utcnow
+from cloutsy.kinds import KINDS
+from cloutsy.models import Brand, Session, utcnow
 from cloutsy.passwords import hash_password, needs_rehash, verify_password
 from cloutsy.passwords import slot as password_slot
 from cloutsy.services.limits import Limiter
@@ -26,14 +28,17 @@ BAD_CREDENTIALS = "the email or the password is wrong"
 
 # One round trip: the session must be live AND its account still active, so a token
 # issued in a race with deactivation (or an account switched off by hand) is refused too.
-_AUTHENTICATE = """
+_ACTIVE = "\n".join(
+    f"         WHEN '{kind.name}' THEN EXISTS (\n"
+    f"           SELECT 1 FROM {kind.table} a WHERE a.id = s.subject_id AND a.is_active)"
+    for kind in KINDS.values()
+)
+_AUTHENTICATE = f"""
 SELECT s.subject_type, s.subject_id
   FROM sessions s
  WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s
    AND CASE s.subject_type
-         WHEN 'influencer' THEN EXISTS (
-           SELECT 1 FROM influencers a WHERE a.id = s.subject_id AND a.is_active)
-         ELSE EXISTS (SELECT 1 FROM brands a WHERE a.id = s.subject_id AND a.is_active)
+{_ACTIVE}
        END
 """
 
@@ -74,7 +79,7 @@ def issue(subject_type: str, subject_id: int) -> tuple[str, dt.datetime]:
 
 def issue_if_active(subject_type: str, subject_id: int) -> str | None:
     """A new token for an account that is still active, else None (a replayed OTP verify)."""
-    model = Influencer if subject_type == "influencer" else Brand
+    model: Any = KINDS[subject_type].model
     if not model.select().where((model.id == subject_id) & model.is_active).exists():
         return None
     return issue(subject_type, subject_id)[0]

@@ -12,14 +12,14 @@ import bottle
 
 from cloutsy import passwords, queries
 from cloutsy.api import auth
-from cloutsy.api.http import Api, body_as, client_address, json_body
+from cloutsy.api.endpoints import Api
+from cloutsy.api.http import body_as, client_address, json_body
 from cloutsy.api.idempotent import Idempotent
 from cloutsy.config import Settings
 from cloutsy.errors import Unauthorized
+from cloutsy.kinds import KINDS
 from cloutsy.schemas import (
-    BrandPrivate,
     ErrorOut,
-    InfluencerPrivate,
     LoginIn,
     OtpSend,
     OtpSent,
@@ -30,7 +30,6 @@ from cloutsy.schemas import (
 from cloutsy.services import otp, sessions
 
 SENDER_KEY = "cloutsy.otp_sender"
-VIEWS = {"influencer": queries.INFLUENCERS, "brand": queries.BRANDS}
 # What an OTP request can be refused with (409/422: its Idempotency-Key; 429: the limits).
 REFUSED: dict[int, Any] = {s: ErrorOut for s in (400, 409, 413, 422, 429)}
 
@@ -140,14 +139,18 @@ def register(api: Api, settings: Settings) -> None:
         summary="The caller's own account (private view)",
         tag="auth",
         auth="bearer",
-        responses={200: (InfluencerPrivate, BrandPrivate), 401: ErrorOut, 403: ErrorOut},
+        responses={
+            200: tuple(kind.private for kind in KINDS.values()),
+            401: ErrorOut,
+            403: ErrorOut,
+        },
         cache="private",
         vary_auth=True,
     )
     def me() -> str:
         who = auth.require_account(settings)
         assert who.id is not None
-        body = queries.account_json(VIEWS[who.kind], who.id, private=True)
+        body = queries.account_json(KINDS[who.kind], who.id, private=True)
         if body is None:  # deactivated between authentication and this read
             raise Unauthorized("the token is not valid")
         return body
