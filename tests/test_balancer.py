@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import truncate_all
 from tests.engines import ROOT, Balancer, Instance, haproxy_config, wait_healthy
-from tests.test_server import http
+from tests.helpers import http
 
 CHECK_MS = 300  # health-check interval; a host is out after 2 failed checks ("fall 2")
 

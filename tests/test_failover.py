@@ -18,7 +18,8 @@ import psycopg2
 import pytest
 
 from tests.engines import ONE_ADDRESS, Cluster
-from tests.test_server import http, start_server
+from tests.helpers import http
+from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
 

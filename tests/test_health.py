@@ -13,7 +13,8 @@ import pytest
 from cloutsy import migrations
 from cloutsy.api import ops
 from tests.conftest import truncate_all
-from tests.test_server import ROOT, http, start_server
+from tests.helpers import ROOT, http
+from tests.test_server import start_server
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from cloutsy import crypto, keys
 from cloutsy.api import create_app
 from cloutsy.config import parse_data_keys, parse_rate_limits
 from cloutsy.db import database
-from tests.conftest import checked_test_app
+from tests.leak_check import checked_test_app
 
 ROOT = Path(__file__).resolve().parent.parent
 K1 = "k1:" + base64.b64encode(b"\x11" * 32).decode()

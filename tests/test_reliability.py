@@ -15,7 +15,8 @@ import psycopg2
 import pytest
 
 from cloutsy import embedded
-from tests.test_server import http, start_server
+from tests.helpers import http
+from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
 

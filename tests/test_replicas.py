@@ -15,7 +15,8 @@ import time
 import pytest
 
 from tests.engines import ONE_ADDRESS, Cluster, wait_replayed
-from tests.test_server import http, start_server
+from tests.helpers import http
+from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
 
