@@ -83,17 +83,15 @@ def wait_until(condition: Callable[[], T], timeout: float = 10, what: str = "the
 
 
 def lock_waiters(dsn: str) -> int:
-    """Sessions of `dsn`'s database blocked on a heavyweight lock right now (pg_stat_activity).
+    """Sessions blocked on a heavyweight lock right now: ungranted requests in pg_locks.
 
-    Asked on a fresh connection: inside a transaction pg_stat_activity is a frozen snapshot.
+    pg_locks, unlike pg_stat_activity's wait events, shows every role's sessions to any role.
+    Asked on a fresh connection, outside any transaction of the test's.
     """
     with contextlib.closing(psycopg2.connect(dsn)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
+            cur.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
             return int(cur.fetchone()[0])
 
 

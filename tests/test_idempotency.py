@@ -11,6 +11,7 @@ from cloutsy.models import IdempotencyKey, Influencer, Niche, Otp
 from cloutsy.services import accounts, idempotency
 from cloutsy.services.lookup import otp_key
 from cloutsy.services.purge import purge
+from tests.helpers import ROOT
 
 KEY = "7f1d0c1e-2b8a-4c55-9a4e-0d2f3b6a9e11"
 
@@ -255,7 +256,6 @@ def test_simultaneous_requests_with_one_key_create_one_account(committed, wsgi_a
 def test_invoke_db_purge_deletes_expired_keys(committed):
     import subprocess
     import sys
-    from pathlib import Path
 
     now = idempotency.utcnow()
     with committed.connection_context():
@@ -268,7 +268,7 @@ def test_invoke_db_purge_deletes_expired_keys(committed):
             ).execute()
     result = subprocess.run(
         [sys.executable, "-m", "invoke", "db.purge"],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
