@@ -89,9 +89,12 @@ def test_a_rollback_under_a_running_server_turns_health_degraded_and_back(pool, 
         assert body["reason"] == f"1 migration(s) pending: {latest}"
         assert body["database"]["pendingMigrations"] == 1
         assert headers["Retry-After"] == "2"
+
         # Within one more interval every worker says so, not only the one that looked first.
-        every_worker = lambda: all(http("GET", f"{server.url}/health")[0] == 503 for _ in range(6))  # noqa: E731
-        wait_until(every_worker, ops.SCHEMA_CHECK_S + 5, "six 503 answers in a row")
+        def every_worker_says_so() -> bool:
+            return all(http("GET", f"{server.url}/health")[0] == 503 for _ in range(6))
+
+        wait_until(every_worker_says_so, ops.SCHEMA_CHECK_S + 5, "six 503 answers in a row")
         applied = invoke("migrate")
         assert applied.returncode == 0, applied.stdout + applied.stderr
         code, _, body = wait_for_health(server.url, 200, ops.SCHEMA_CHECK_S + 5)

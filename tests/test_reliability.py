@@ -78,8 +78,7 @@ def test_outage_answers_503_fast_then_recovers_with_no_failed_request(private_se
     assert server.process.poll() is None  # the process stays up
 
     embedded.start(pgdata)
-    healthy = lambda: http("GET", f"{base}/health")[0] == 200  # noqa: E731
-    wait_until(healthy, timeout=5, what="/health to answer 200 after the restart")
+    wait_until(lambda: http("GET", f"{base}/health")[0] == 200, 5, "/health 200 after the restart")
     # From now on nothing may fail: every pooled connection must be usable.
     with futures.ThreadPoolExecutor(8) as pool:
         statuses = list(
@@ -183,8 +182,7 @@ def test_sigterm_lets_in_flight_requests_finish_and_leaves_no_connection(private
     in_flight = Background(lambda: http("GET", f"{server.url}/influencers/1"))
     wait_until(lambda: lock_waiters(uri) == 1, what="the request blocked on the lock")
     server.process.send_signal(15)
-    draining = lambda: "Shutting down granian" in server.log.read_text()  # noqa: E731
-    wait_until(draining, what="the server to start its shutdown")
+    wait_until(lambda: "Shutting down granian" in server.log.read_text(), 10, "the shutdown")
     blocker.rollback()  # let it finish while the server drains
     started = time.monotonic()
     status, _, raw = in_flight.result(timeout=10)

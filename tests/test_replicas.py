@@ -64,8 +64,12 @@ def replica_state(url: str) -> dict:
 
 
 def wait_state(url: str, wanted: str, timeout: float = 10) -> dict:
-    state = lambda: (s := replica_state(url))["state"] == wanted and s  # noqa: E731
-    return wait_until(state, timeout, f"the replica to be {wanted!r}")
+
+    def in_state() -> dict | None:
+        state = replica_state(url)
+        return state if state["state"] == wanted else None
+
+    return wait_until(in_state, timeout, f"the replica to be {wanted!r}")
 
 
 def replica_reads(url: str) -> float:
