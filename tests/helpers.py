@@ -38,13 +38,17 @@ def http(method: str, url: str, body: dict | None = None, headers: dict | None =
         return err.code, err.headers, err.read()
 
 
-def influencer_body(n: int = 1, **extra: Any) -> dict[str, Any]:
-    """A valid influencer sign-up, unique per `n`."""
+def influencer_body(
+    n: int = 1, tag: str = "creator", phone_prefix: str = "98765", **extra: Any
+) -> dict[str, Any]:
+    """A valid influencer sign-up, unique per `n`; `tag` and `phone_prefix` keep one test
+    module's accounts apart from another's (`Creator 1`, `creator1@example.com`, `9876500001`).
+    """
     return {
-        "name": f"Creator {n}",
-        "username": f"creator{n}",
-        "email": f"creator{n}@example.com",
-        "phone": f"98765{n:05d}",
+        "name": f"{tag.capitalize()} {n}",
+        "username": f"{tag}{n}",
+        "email": f"{tag}{n}@example.com",
+        "phone": f"{phone_prefix}{n:0{10 - len(phone_prefix)}d}",
         **extra,
     }
 
@@ -59,6 +63,16 @@ def brand_body(n: int = 1, **extra: Any) -> dict[str, Any]:
         "username": f"brand{n}",
         **extra,
     }
+
+
+class Outbox:
+    """An OTP sender that keeps what it was asked to send (an SMS bill, in production)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, phone: str, code: str) -> None:
+        self.sent.append((phone, code))
 
 
 # --- waiting on a condition ------------------------------------------------------------------

@@ -22,19 +22,10 @@ from cloutsy.api.session_routes import SENDER_KEY
 from cloutsy.config import parse_networks, parse_rate_limits
 from cloutsy.db import current
 from cloutsy.models import Brand, Influencer
+from tests.helpers import Outbox
 from tests.leak_check import checked_test_app
 
 PASSWORD = "correct horse battery"
-
-
-class Outbox:
-    """A sender that keeps what it was asked to send (an SMS bill, in production)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send(self, phone: str, code: str) -> None:
-        self.sent.append((phone, code))
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ the other).
 from __future__ import annotations
 
 import concurrent.futures as futures
+import functools
 import json
 import threading
 import time
@@ -22,7 +23,7 @@ import pytest
 
 from tests.conftest import truncate_all
 from tests.engines import ROOT, Balancer, Instance, haproxy_config, wait_healthy
-from tests.helpers import Background, http, wait_until
+from tests.helpers import Background, http, influencer_body, wait_until
 
 CHECK_MS = 300  # health-check interval; a host is out after 2 failed checks ("fall 2")
 
@@ -44,13 +45,7 @@ def hosts(pool, tmp_path_factory):
         truncate_all(pool)
 
 
-def person(n: int) -> dict:
-    return {
-        "name": f"Host {n}",
-        "username": f"host{n}",
-        "email": f"host{n}@example.com",
-        "phone": f"97{n:08d}",
-    }
+person = functools.partial(influencer_body, tag="host", phone_prefix="97")
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 
 from tests.engines import ONE_ADDRESS, Cluster
-from tests.helpers import Background, http, wait_until
+from tests.helpers import Background, http, influencer_body, wait_until
 from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
@@ -88,12 +88,7 @@ def test_the_service_writes_to_the_promoted_replica_within_10_s_and_loses_no_wri
         n = 0
         while not stop.is_set():
             n += 1
-            person = {
-                "name": f"Failover {n}",
-                "username": f"failover{n}",
-                "email": f"failover{n}@example.com",
-                "phone": f"96{n:08d}",
-            }
+            person = influencer_body(n, tag="failover", phone_prefix="96")
             try:
                 status, _, body = http("POST", f"{server.url}/influencers", person)
             except OSError:

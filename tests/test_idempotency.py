@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 
 from webtest import TestApp
@@ -12,20 +13,12 @@ from cloutsy.models import IdempotencyKey, Influencer, Niche, Otp
 from cloutsy.services import accounts, idempotency
 from cloutsy.services.lookup import otp_key
 from cloutsy.services.purge import purge
-from tests.helpers import ROOT, Background, run_together
+from tests.helpers import ROOT, Background, influencer_body, run_together
 
 KEY = "7f1d0c1e-2b8a-4c55-9a4e-0d2f3b6a9e11"
 
 
-def signup(n: int = 1, **extra):
-    body = {
-        "name": f"Retry {n}",
-        "username": f"retry{n}",
-        "email": f"retry{n}@example.com",
-        "phone": f"98123{n:05d}",
-    }
-    body.update(extra)
-    return body
+signup = functools.partial(influencer_body, tag="retry", phone_prefix="98123")
 
 
 def key(value: str = KEY, **headers: str) -> dict[str, str]:

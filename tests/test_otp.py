@@ -19,7 +19,7 @@ from cloutsy.models import Brand, Influencer, Otp, utcnow
 from cloutsy.services import otp
 from cloutsy.services.limits import Limiter
 from cloutsy.services.lookup import holding, otp_key
-from tests.helpers import run_together
+from tests.helpers import Outbox, run_together
 
 PHONE = "+919812345678"
 
@@ -38,16 +38,6 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.now += dt.timedelta(**delta)
-
-
-class Outbox:
-    """A sender that keeps what it was asked to send."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send(self, phone: str, code: str) -> None:
-        self.sent.append((phone, code))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ crash and restart (the `throwaway_server` fixture), never the suite's own databa
 from __future__ import annotations
 
 import concurrent.futures as futures
+import functools
 import json
 import time
 
@@ -14,19 +15,13 @@ import psycopg2
 import pytest
 
 from cloutsy import embedded
-from tests.helpers import Background, http, lock_waiters, wait_until
+from tests.helpers import Background, http, influencer_body, lock_waiters, wait_until
 from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
 
 
-def person(n: int) -> dict:
-    return {
-        "name": f"Durable {n}",
-        "username": f"durable{n}",
-        "email": f"durable{n}@example.com",
-        "phone": f"90000{n:05d}",
-    }
+person = functools.partial(influencer_body, tag="durable", phone_prefix="90000")
 
 
 @pytest.fixture

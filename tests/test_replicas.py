@@ -8,6 +8,7 @@ can show the change.
 from __future__ import annotations
 
 import concurrent.futures as futures
+import functools
 import json
 import re
 import time
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from tests.engines import ONE_ADDRESS, Cluster, wait_replayed
-from tests.helpers import http, wait_until
+from tests.helpers import http, influencer_body, wait_until
 from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
@@ -78,13 +79,7 @@ def replica_reads(url: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def person(n: int) -> dict:
-    return {
-        "name": f"Replica {n}",
-        "username": f"replica{n}",
-        "email": f"replica{n}@example.com",
-        "phone": f"95{n:08d}",
-    }
+person = functools.partial(influencer_body, tag="replica", phone_prefix="95")
 
 
 def test_public_reads_reach_the_replica_and_a_writer_reads_its_writes(pair, served):
