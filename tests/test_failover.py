@@ -35,13 +35,8 @@ def pair():
         replica = Cluster.replica_of(primary, "fo-replica")
         primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
         primary.sql("SELECT pg_reload_conf()")
-        deadline = time.monotonic() + 10
-        while (
-            primary.sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")[0][0]
-            != 1
-        ):
-            assert time.monotonic() < deadline, "the standby never became synchronous"
-            time.sleep(0.1)
+        synchronous = "SELECT count(*) = 1 FROM pg_stat_replication WHERE sync_state = 'sync'"
+        wait_until(lambda: primary.sql(synchronous)[0][0], 10, "the standby to become synchronous")
         yield primary, replica
     finally:
         if replica is not None:
