@@ -10,16 +10,12 @@ restarts, real HTTP) use `committed`, which truncates after them.
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,6 +27,8 @@ if not os.environ.get("DATABASE_URL") and not os.environ.get("POSTGRES_HOST"):
 from cloutsy import catalogue, embedded, migrations  # noqa: E402
 from cloutsy.config import Settings, load_settings  # noqa: E402
 from cloutsy.db import PooledDatabase, close_database, database, init_database  # noqa: E402
+
+pytest_plugins = ["pytester", "tests.datasets", "tests.leak_check"]
 
 TABLES = (
     "rate_limit_hits",
@@ -149,9 +147,11 @@ def client(db: PooledDatabase, wsgi_app, suite_secrets):  # noqa: ANN001, ANN201
     """A WebTest client on the real app, inside the test's rolled-back transaction.
 
     Every JSON response is checked for a password, and the secrets each request and
-    response carries are noted for the end-of-suite log check (`suite_secrets`); peewee's
+    response carries are noted for the per-test log check (tests/leak_check.py); peewee's
     query log is on meanwhile, as in development.
     """
+    from tests.leak_check import checked_test_app  # a plugin: imported after registration
+
     peewee_log = logging.getLogger("peewee")
     level = peewee_log.level
     peewee_log.setLevel(logging.DEBUG)
@@ -195,144 +195,3 @@ class QueryCounter:
 def queries(pool: PooledDatabase) -> QueryCounter:
     """`with queries as q: …; q.count` counts the statements the block ran."""
     return QueryCounter(pool)
-
-
-# --- secrets: never in a response, never in the log -----------------------------------------
-
-PHONE_RUN = re.compile(r"\+?\d{8,15}")
-CODE_RUN = re.compile(r"(?<![0-9A-Za-z])\d{6}(?![0-9A-Za-z])")
-
-
-def _json_leaks(value: Any, passwords: set[str], path: str = "$") -> list[str]:
-    """Where a JSON value holds a `password` key, a known password or a password hash."""
-    found = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "password" in str(key).lower():
-                found.append(f"{path}.{key}")
-            found.extend(_json_leaks(item, passwords, f"{path}.{key}"))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found.extend(_json_leaks(item, passwords, f"{path}[{i}]"))
-    elif isinstance(value, str) and (value in passwords or value.startswith(("$argon2", "$2b$"))):
-        found.append(path)
-    return found
-
-
-class SuiteSecrets(logging.Handler):
-    """The secrets the suite created (phones, OTP codes, tokens, passwords) and its whole log.
-
-    Installed once on the root logger; `leaks()` says which secret reached a log line.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-        self.lines: list[str] = []
-        self.phones: set[str] = set()
-        self.codes: set[str] = set()
-        self.texts: set[str] = set()  # tokens and passwords: searched as plain text
-        self.passwords: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-    def note_phone(self, raw: Any) -> None:
-        from cloutsy.schemas import normalise_phone
-
-        if not isinstance(raw, str):
-            return
-        try:
-            e164 = normalise_phone(raw)
-        except ValueError:
-            return
-        self.phones.update({e164, e164[3:] if e164.startswith("+91") else e164})
-
-    def note_token(self, token: Any) -> None:
-        if isinstance(token, str) and len(token) >= 16:
-            self.texts.add(token)
-
-    def note_request(self, req: Any) -> None:
-        header = req.headers.get("Authorization", "")
-        if header.lower().startswith("bearer "):
-            self.note_token(header[7:].strip())
-        # Large bodies are left alone: reading them makes WebOb spool to an unclosed temp file.
-        if not req.content_type.startswith("application/json") or (req.content_length or 0) > 8192:
-            return
-        try:
-            body = json.loads(req.body)
-        except (ValueError, RecursionError):  # the malformed bodies tests send on purpose
-            return
-        if not isinstance(body, dict):
-            return
-        for key in ("phone", "pocContactNumber"):
-            self.note_phone(body.get(key))
-        password = body.get("password")
-        if isinstance(password, str) and len(password) >= 8:
-            self.passwords.add(password)
-            self.texts.add(password)
-        if isinstance(body.get("otp"), str):
-            self.codes.add(body["otp"])
-
-    def note_response(self, res: Any) -> None:
-        if res.content_type != "application/json" or not res.body:
-            return
-        body = res.json
-        leaks = _json_leaks(body, self.passwords)
-        assert not leaks, f"a password in a response: {leaks}"
-        if isinstance(body, dict):
-            self.note_token(body.get("token"))
-            if isinstance(body.get("debugOtp"), str):
-                self.codes.add(body["debugOtp"])
-            for key in ("phone", "pocContactNumber"):
-                self.note_phone(body.get(key))
-
-    def leaks(self) -> list[str]:
-        """Every noted secret that appears in a captured log line."""
-        text = "\n".join(self.lines)
-        phones = {p.lstrip("+") for p in self.phones}
-        found = [f"phone {p}" for p in {m.lstrip("+") for m in PHONE_RUN.findall(text)} & phones]
-        found += [f"code {c}" for c in set(CODE_RUN.findall(text)) & self.codes]
-        found += [f"secret {t[:6]}…" for t in self.texts if t in text]
-        return found
-
-
-@pytest.fixture(scope="session")
-def suite_secrets() -> Iterator[SuiteSecrets]:
-    """From first use to the end of the suite: capture every log record (redacted as in
-    production) and fail if any secret the suite created shows up in it.
-    """
-    from cloutsy.logs import redact_every_record
-
-    redact_every_record()
-    sink = SuiteSecrets()
-    root, ours = logging.getLogger(), logging.getLogger("cloutsy")
-    level = ours.level
-    ours.setLevel(logging.DEBUG)
-    root.addHandler(sink)
-    try:
-        yield sink
-    finally:
-        root.removeHandler(sink)
-        ours.setLevel(level)
-    leaks = sink.leaks()
-    assert not leaks, f"secrets reached the log: {leaks[:10]}"
-
-
-@functools.cache
-def checked_test_app() -> type:
-    """A TestApp class that shows each request and response to `SuiteSecrets`."""
-    from webtest import TestApp
-
-    class CheckedTestApp(TestApp):
-        def __init__(self, app: Any, secrets: SuiteSecrets) -> None:
-            super().__init__(app)
-            self.secrets = secrets
-
-        def do_request(self, req, status=None, expect_errors=None):  # noqa: ANN001, ANN201
-            self.secrets.note_request(req)
-            res = super().do_request(req, status=status, expect_errors=expect_errors)
-            self.secrets.note_response(res)
-            return res
-
-    return CheckedTestApp

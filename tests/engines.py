@@ -22,7 +22,8 @@ import psycopg2
 import pytest
 
 from cloutsy import embedded
-from tests.test_server import ROOT, free_port
+from tests.helpers import ROOT
+from tests.test_server import free_port
 
 BASE = ROOT / ".cloutsy" / "scale"
 ENGINE_USER = "postgres"
@@ -279,7 +280,7 @@ class Instance(Process):
 
 
 def wait_healthy(url: str, timeout: float = 30) -> None:
-    from tests.test_server import http
+    from tests.helpers import http
 
     deadline = time.monotonic() + timeout
     while True:

@@ -8,31 +8,9 @@ import pytest
 
 from cloutsy.list_query import encode_cursor
 from cloutsy.models import Influencer, InfluencerNiche, Niche
+from tests.helpers import brand_body, influencer_body
 
 JSON = "application/json; charset=utf-8"
-
-
-def influencer_body(n: int = 1, **extra):
-    body = {
-        "name": f"Creator {n}",
-        "username": f"creator{n}",
-        "email": f"creator{n}@example.com",
-        "phone": f"98765{n:05d}",
-    }
-    body.update(extra)
-    return body
-
-
-def brand_body(n: int = 1, **extra):
-    body = {
-        "email": f"brand{n}@example.com",
-        "password": "correct horse battery",
-        "phone": f"88765{n:05d}",
-        "brandName": f"Brand {n}",
-        "username": f"brand{n}",
-    }
-    body.update(extra)
-    return body
 
 
 def niche_ids(*slugs):

@@ -22,19 +22,10 @@ from cloutsy.api.auth_routes import SENDER_KEY
 from cloutsy.config import parse_networks, parse_rate_limits
 from cloutsy.db import current
 from cloutsy.models import Brand, Influencer
-from tests.conftest import checked_test_app
+from tests.helpers import Outbox
+from tests.leak_check import checked_test_app
 
 PASSWORD = "correct horse battery"
-
-
-class Outbox:
-    """A sender that keeps what it was asked to send (an SMS bill, in production)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send(self, phone: str, code: str) -> None:
-        self.sent.append((phone, code))
 
 
 @pytest.fixture
@@ -478,7 +469,7 @@ def public_server(pool, tmp_path):
 def test_a_real_server_on_a_public_address_hands_out_no_code_and_ignores_spoofed_xff(
     public_server,
 ):
-    from tests.test_server import http
+    from tests.helpers import http
 
     url = public_server.url
     answers = []
@@ -531,7 +522,8 @@ def test_serve_refuses_to_start_unsafely_with_one_line(env, named):
     import subprocess
     import sys
 
-    from tests.test_server import ROOT, free_port
+    from tests.helpers import ROOT
+    from tests.test_server import free_port
 
     base = {
         k: v

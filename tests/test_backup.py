@@ -14,6 +14,7 @@ from cloutsy import backup
 from cloutsy.db import database
 from cloutsy.errors import BadRequest
 from cloutsy.models import Brand, BrandNiche, Influencer, InfluencerNiche, Niche
+from tests.helpers import ROOT
 
 TABLES = (
     "niches",
@@ -164,7 +165,7 @@ def _invoke(*args, env_extra):
         text=True,
         env=env,
         timeout=120,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
 
 

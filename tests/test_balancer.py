@@ -14,6 +14,7 @@ the other).
 from __future__ import annotations
 
 import concurrent.futures as futures
+import functools
 import json
 import threading
 import time
@@ -22,7 +23,7 @@ import pytest
 
 from tests.conftest import truncate_all
 from tests.engines import ROOT, Balancer, Instance, haproxy_config, wait_healthy
-from tests.test_server import http
+from tests.helpers import Background, http, influencer_body, wait_until
 
 CHECK_MS = 300  # health-check interval; a host is out after 2 failed checks ("fall 2")
 
@@ -44,13 +45,7 @@ def hosts(pool, tmp_path_factory):
         truncate_all(pool)
 
 
-def person(n: int) -> dict:
-    return {
-        "name": f"Host {n}",
-        "username": f"host{n}",
-        "email": f"host{n}@example.com",
-        "phone": f"97{n:08d}",
-    }
+person = functools.partial(influencer_body, tag="host", phone_prefix="97")
 
 
 @pytest.mark.slow
@@ -125,17 +120,20 @@ def test_a_killed_host_is_routed_around_with_no_failed_request_after_the_check(h
             while not stop.is_set():
                 list(pool.map(one_request, range(6)))
 
-    driver = threading.Thread(target=drive)
-    driver.start()
+    driver = Background(drive)
     try:
-        time.sleep(1.0)
+        wait_until(lambda: len(outcomes) >= 24, 30, "traffic through the balancer")
         one.kill()
         killed = time.monotonic()
-        time.sleep(3.0)
+        grace = killed + 2 * CHECK_MS / 1000 + 0.3  # two failed checks, and a little slack
+
+        def sent_after() -> bool:
+            return sum(1 for o in list(outcomes) if o[0] > grace) >= 100
+
+        wait_until(sent_after, 30, "100 requests after the killed host was taken out")
     finally:
         stop.set()
-        driver.join(timeout=20)
-    grace = killed + 2 * CHECK_MS / 1000 + 0.3  # two failed checks, and a little slack
+        driver.result(20)
     failed_before = [o for o in outcomes if o[2] != -1 and o[0] <= grace]
     failed_after = [o for o in outcomes if o[2] != -1 and o[0] > grace]
     after = [o for o in outcomes if o[0] > grace]

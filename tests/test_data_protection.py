@@ -13,7 +13,7 @@ from cloutsy.db import database
 from cloutsy.models import PII_COLUMNS, Brand, Influencer, Niche
 from cloutsy.services import sessions
 from cloutsy.services.lookup import otp_key
-from tests.conftest import checked_test_app
+from tests.leak_check import checked_test_app
 
 # Known PII of the accounts below; none of it may appear in the database's bytes.
 INFLUENCER = {

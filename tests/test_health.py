@@ -6,14 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from cloutsy import migrations
 from cloutsy.api import ops
 from tests.conftest import truncate_all
-from tests.test_server import ROOT, http, start_server
+from tests.helpers import ROOT, http, wait_until
+from tests.test_server import start_server
 
 
 @pytest.fixture
@@ -63,12 +63,13 @@ def invoke(*args: str) -> subprocess.CompletedProcess:
 
 
 def wait_for_health(url: str, status: int, within: float):
-    deadline = time.monotonic() + within
-    while True:
+    """(status, headers, body) of the first /health answer with `status`."""
+
+    def answer():
         code, headers, body = http("GET", f"{url}/health")
-        if code == status or time.monotonic() > deadline:
-            return code, headers, json.loads(body)
-        time.sleep(0.25)
+        return code == status and (code, headers, json.loads(body))
+
+    return wait_until(answer, within, f"/health to answer {status}")
 
 
 @pytest.mark.slow
@@ -88,10 +89,12 @@ def test_a_rollback_under_a_running_server_turns_health_degraded_and_back(pool, 
         assert body["reason"] == f"1 migration(s) pending: {latest}"
         assert body["database"]["pendingMigrations"] == 1
         assert headers["Retry-After"] == "2"
+
         # Within one more interval every worker says so, not only the one that looked first.
-        time.sleep(ops.SCHEMA_CHECK_S)
-        for _ in range(6):
-            assert http("GET", f"{server.url}/health")[0] == 503
+        def every_worker_says_so() -> bool:
+            return all(http("GET", f"{server.url}/health")[0] == 503 for _ in range(6))
+
+        wait_until(every_worker_says_so, ops.SCHEMA_CHECK_S + 5, "six 503 answers in a row")
         applied = invoke("migrate")
         assert applied.returncode == 0, applied.stdout + applied.stderr
         code, _, body = wait_for_health(server.url, 200, ops.SCHEMA_CHECK_S + 5)

@@ -6,7 +6,6 @@ import base64
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +13,9 @@ from cloutsy import crypto, keys
 from cloutsy.api import create_app
 from cloutsy.config import parse_data_keys, parse_rate_limits
 from cloutsy.db import database
-from tests.conftest import checked_test_app
+from tests.helpers import ROOT
+from tests.leak_check import checked_test_app
 
-ROOT = Path(__file__).resolve().parent.parent
 K1 = "k1:" + base64.b64encode(b"\x11" * 32).decode()
 K2 = "k2:" + base64.b64encode(b"\x22" * 32).decode()
 

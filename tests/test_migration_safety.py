@@ -8,7 +8,6 @@ anything behind, and succeeds on retry, while reads and writes on that table go 
 from __future__ import annotations
 
 import textwrap
-import threading
 import time
 
 import psycopg2
@@ -16,6 +15,7 @@ import pytest
 
 from cloutsy import migrations
 from cloutsy.db import connection_url, database
+from tests.helpers import Background, lock_waiters, wait_until
 
 PROBE_INDEX = """
 atomic = False
@@ -110,6 +110,7 @@ def probe_table(committed, settings):
         opened.append(conn)
         return conn
 
+    connect.uri = uri
     yield connect
     for conn in opened:
         conn.close()
@@ -117,23 +118,16 @@ def probe_table(committed, settings):
         database.execute_sql("DROP TABLE IF EXISTS lock_probe, probe_migration")
 
 
-def _apply_in_thread(directory, **kwargs):
-    outcome = {}
-
+def _apply_in_thread(directory, **kwargs) -> Background:
     def run():
-        try:
-            with database.connection_context():
-                outcome["applied"] = migrations.apply(
-                    directory=directory, table_name="probe_migration", **kwargs
-                )
-        except Exception as exc:  # reported to the test thread
-            outcome["error"] = exc
-        outcome["done"] = time.monotonic()
+        with database.connection_context():
+            return migrations.apply(directory=directory, table_name="probe_migration", **kwargs)
 
-    thread = threading.Thread(target=run)
-    outcome["started"] = time.monotonic()
-    thread.start()
-    return thread, outcome
+    return Background(run)
+
+
+def _waiting_for_the_lock(uri: str) -> None:
+    wait_until(lambda: lock_waiters(uri) >= 1, what="the migration to wait for its lock")
 
 
 def _index_state():
@@ -144,20 +138,18 @@ def _index_state():
         ).fetchall()
 
 
-def _reads_and_writes(conn, seconds: float) -> list[float]:
-    """Insert and read on lock_probe for `seconds`; return each round trip's duration."""
+def _reads_and_writes(conn, rounds: int) -> list[float]:
+    """Insert and read on lock_probe `rounds` times; return each round trip's duration."""
     conn.autocommit = True
     timings = []
-    deadline = time.monotonic() + seconds
     with conn.cursor() as cur:
-        while time.monotonic() < deadline:
+        for _ in range(rounds):
             started = time.monotonic()
             cur.execute("INSERT INTO lock_probe (v) VALUES (1) RETURNING id")
             (new_id,) = cur.fetchone()
             cur.execute("SELECT v FROM lock_probe WHERE id = %s", (new_id,))
             assert cur.fetchone() == (1,)
             timings.append(time.monotonic() - started)
-            time.sleep(0.02)
     return timings
 
 
@@ -167,27 +159,27 @@ def test_index_migration_waits_gives_up_cleanly_and_succeeds_on_retry(probe_tabl
     with blocker.cursor() as cur:  # an open transaction that wrote to the table
         cur.execute("UPDATE lock_probe SET v = v WHERE id = 1")
 
-    thread, outcome = _apply_in_thread(tmp_path, lock_timeout_ms=600, attempts=1)
-    timings = _reads_and_writes(probe_table(), 0.5)  # while the build waits
-    thread.join(10)
-    assert isinstance(outcome.get("error"), migrations.LockTimeout), outcome
-    waited = outcome["done"] - outcome["started"]
-    assert 0.5 <= waited < 4, waited
-    assert len(timings) >= 5 and max(timings) < 0.3, timings
-    assert "lock_probe_v is dropped by the next run" in str(outcome["error"])
+    build = _apply_in_thread(tmp_path, lock_timeout_ms=600, attempts=1)
+    _waiting_for_the_lock(probe_table.uri)
+    timings = _reads_and_writes(probe_table(), 10)  # while the build waits
+    with pytest.raises(migrations.LockTimeout, match="lock_probe_v is dropped by the next run"):
+        build.result()
+    waited = build.finished - build.started
+    assert 0.5 <= waited < 4, waited  # the subject is the 600 ms lock_timeout
+    assert max(timings) < 0.3, timings
     assert _index_state() in ([], [(False,)])  # at most the failed build's INVALID index
     with database.connection_context():
         assert migrations.runner(tmp_path, "probe_migration").applied() == {}
 
     # Retry with backoff; the long transaction ends during the second wait.
     progress: list[str] = []
-    thread, outcome = _apply_in_thread(
+    build = _apply_in_thread(
         tmp_path, lock_timeout_ms=600, attempts=4, backoff_s=0.2, progress=progress.append
     )
-    time.sleep(1.0)
+    wait_until(lambda: progress, what="the first attempt to give up")
+    _waiting_for_the_lock(probe_table.uri)  # the second attempt
     blocker.commit()
-    thread.join(15)
-    assert outcome.get("applied") == ["0001_probe_index"], outcome
+    assert build.result(15) == ["0001_probe_index"]
     assert progress and "attempt 1/4" in progress[0]
     assert _index_state() == [(True,)]
 
@@ -197,17 +189,15 @@ def test_an_atomic_migration_gives_up_and_rolls_back(probe_table, tmp_path):
     blocker = probe_table()
     with blocker.cursor() as cur:  # a reader in a long transaction: ALTER must wait for it
         cur.execute("SELECT count(*) FROM lock_probe")
-    thread, outcome = _apply_in_thread(tmp_path, lock_timeout_ms=400, attempts=2, backoff_s=0.1)
-    thread.join(10)
-    assert isinstance(outcome.get("error"), migrations.LockTimeout), outcome
+    with pytest.raises(migrations.LockTimeout):
+        _apply_in_thread(tmp_path, lock_timeout_ms=400, attempts=2, backoff_s=0.1).result(10)
     with database.connection_context():
         columns = [c.name for c in database.get_columns("lock_probe")]
         assert "w" not in columns
         assert migrations.runner(tmp_path, "probe_migration").applied() == {}
     blocker.rollback()
-    thread, outcome = _apply_in_thread(tmp_path, lock_timeout_ms=400, attempts=1)
-    thread.join(10)
-    assert outcome.get("applied") == ["0001_probe_column"], outcome
+    applied = _apply_in_thread(tmp_path, lock_timeout_ms=400, attempts=1).result(10)
+    assert applied == ["0001_probe_column"]
 
 
 def test_production_takes_a_logical_backup_before_migrating(probe_table, settings, tmp_path):

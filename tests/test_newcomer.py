@@ -9,7 +9,7 @@ import pytest
 from cloutsy import integrity
 from cloutsy.models import Brand, Influencer
 from cloutsy.services import sessions
-from tests.test_api import brand_body, influencer_body
+from tests.helpers import brand_body, influencer_body
 
 
 def test_a_sign_up_whose_values_are_all_taken_names_every_field(client):
@@ -87,7 +87,8 @@ def test_the_readme_curl_session_runs_as_written(pool, tmp_path):
     import subprocess
 
     from tests.conftest import truncate_all
-    from tests.test_server import ROOT, start_server
+    from tests.helpers import ROOT
+    from tests.test_server import start_server
 
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"### A first session with `curl`.*?```sh\n(.*?)```", readme, re.S)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from webtest import TestApp
@@ -12,6 +11,7 @@ from cloutsy.api import create_app
 from cloutsy.api.niche_cache import NicheCache
 from cloutsy.config import ConfigError, load_settings
 from cloutsy.models import Niche
+from tests.helpers import Background, wait_until
 
 BODY = (
     '{"items":[{"id":3,"name":"Food","slug":"food","icon":null,"description":null,'
@@ -48,20 +48,42 @@ def test_the_copy_is_rebuilt_only_after_its_period():
     assert len(builds) == 3
 
 
+class CountingLock:
+    """A lock that counts the threads waiting for it, so a test can see them queue."""
+
+    def __init__(self) -> None:
+        self.lock, self.counting, self.waiting = threading.Lock(), threading.Lock(), 0
+
+    def _count(self, step: int) -> None:
+        with self.counting:
+            self.waiting += step
+
+    def __enter__(self) -> None:
+        self._count(1)
+        self.lock.acquire()
+        self._count(-1)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 def test_threads_share_one_build():
     builds = []
+    release = threading.Event()
 
     def slow_build() -> str:
         builds.append(1)
-        time.sleep(0.2)
+        release.wait(10)
         return BODY
 
     cache = NicheCache(10, slow_build)
-    threads = [threading.Thread(target=cache.catalogue) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(5)
+    cache.lock = CountingLock()
+    first = Background(cache.catalogue)
+    wait_until(lambda: builds, what="the first build to start")
+    others = [Background(cache.catalogue) for _ in range(7)]
+    wait_until(lambda: cache.lock.waiting == 7, what="seven threads queued behind the build")
+    release.set()
+    assert {run.result()[0] for run in (first, *others)} == {BODY.encode()}
     assert len(builds) == 1
 
 

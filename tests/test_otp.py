@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 
 import pytest
 
@@ -20,6 +19,7 @@ from cloutsy.models import Brand, Influencer, Otp, utcnow
 from cloutsy.services import otp
 from cloutsy.services.limits import Limiter
 from cloutsy.services.lookup import holding, otp_key
+from tests.helpers import Outbox, run_together
 
 PHONE = "+919812345678"
 
@@ -38,16 +38,6 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.now += dt.timedelta(**delta)
-
-
-class Outbox:
-    """A sender that keeps what it was asked to send."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send(self, phone: str, code: str) -> None:
-        self.sent.append((phone, code))
 
 
 @pytest.fixture
@@ -155,23 +145,16 @@ def test_limits_live_in_the_database_not_in_a_process(client, clock, outbox, app
 
 
 def test_concurrent_sends_for_one_phone_let_exactly_one_through(committed, clock):
-    outcomes: list[str] = []
-    barrier = threading.Barrier(4)
 
-    def attempt() -> None:
+    def attempt() -> str:
         with database.connection_context():
-            barrier.wait()
             try:
                 otp.send_code(PHONE, "k" * 32, Outbox(), limiter("k" * 32), "10.0.0.1")
-                outcomes.append("sent")
+                return "sent"
             except RateLimited:
-                outcomes.append("limited")
+                return "limited"
 
-    threads = [threading.Thread(target=attempt) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = [run.result() for run in run_together(*[attempt] * 4)]
     assert sorted(outcomes) == ["limited", "limited", "limited", "sent"]
     with database.connection_context():
         assert Otp.select().where(Otp.phone == otp_key(PHONE)).count() == 1
@@ -312,21 +295,14 @@ def test_concurrent_verifications_of_one_code_succeed_once(committed, clock):
     with database.connection_context():
         Influencer.create(name="A", username="a.b.c", email="a@example.com", phone=PHONE)
         code = otp.send_code(PHONE, key, Outbox(), limiter(key), "10.0.0.1").code
-    outcomes: list[str] = []
-    barrier = threading.Barrier(4)
 
-    def attempt() -> None:
+    def attempt() -> str:
         with database.connection_context():
-            barrier.wait()
             try:
                 found = otp.verify_code(PHONE, code, key, limiter(key), "10.0.0.1")
-                outcomes.append("token" if found.token else "none")
+                return "token" if found.token else "none"
             except BadRequest:
-                outcomes.append("refused")
+                return "refused"
 
-    threads = [threading.Thread(target=attempt) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = [run.result() for run in run_together(*[attempt] * 4)]
     assert sorted(outcomes) == ["refused", "refused", "refused", "token"]

@@ -9,6 +9,7 @@ SET and no session-level advisory lock.
 from __future__ import annotations
 
 import concurrent.futures as futures
+import functools
 import json
 import re
 import subprocess
@@ -18,7 +19,8 @@ import time
 import pytest
 
 from tests.engines import ONE_ADDRESS, ROOT, Bouncer, Cluster
-from tests.test_server import http, start_server
+from tests.helpers import http, influencer_body
+from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
 
@@ -87,13 +89,7 @@ def test_the_api_tests_pass_through_pgbouncer_in_transaction_mode(bounced):
     assert any("pg_advisory_xact_lock" in s for s in sent)  # the OTP sends' lock
 
 
-def person(n: int) -> dict:
-    return {
-        "name": f"Burst {n}",
-        "username": f"burst{n}",
-        "email": f"burst{n}@example.com",
-        "phone": f"93{n:08d}",
-    }
+person = functools.partial(influencer_body, tag="burst", phone_prefix="93")
 
 
 def admin_rows(bouncer: Bouncer, command: str) -> list[dict]:

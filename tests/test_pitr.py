@@ -87,6 +87,8 @@ def pitr_round_trip(settings: Settings, retention: bool = False) -> None:
         assert stat.S_IMODE(settings.backup_dir.stat().st_mode) == 0o700
         assert stat.S_IMODE((base / "manifest.json").stat().st_mode) == 0o600
 
+        # The subject is a point in time: T must fall strictly between A's and B's commits,
+        # so the clock has to move on in between (these sleeps are the test, not a wait).
         a = _write("pitr_a")
         time.sleep(0.2)
         moment = _server_now()

@@ -1,5 +1,6 @@
 """The pool: its figures, a clear error when exhausted, and recovery after a real server restart."""
 
+import logging
 import threading
 import time
 
@@ -10,6 +11,7 @@ from cloutsy import embedded
 from cloutsy.config import load_settings
 from cloutsy.db import PooledDatabase, connect_params, connection_url, wait_for_database
 from cloutsy.errors import Unavailable
+from tests.helpers import Background, run_together, wait_until
 
 
 def private_pool(url, **overrides):
@@ -38,26 +40,24 @@ def test_pool_figures_count_connections_in_use_and_idle(pool):
 
 def test_an_exhausted_pool_waits_then_fails_with_a_clear_error(pool, settings):
     small = private_pool(connection_url(settings), pool_max=2, pool_timeout=0.5)
-    held = []
+    release = threading.Event()
 
     def hold():
         small.connect()
-        held.append(True)
-        time.sleep(1.5)
+        release.wait(30)
         small.close()
 
-    threads = [threading.Thread(target=hold) for _ in range(2)]
-    for t in threads:
-        t.start()
-    while len(held) < 2:
-        time.sleep(0.01)
+    holders = [Background(hold) for _ in range(2)]
+    wait_until(lambda: small.pool_stats()["inUse"] == 2, what="both connections checked out")
     started = time.monotonic()
     with pytest.raises(MaxConnectionsExceeded, match="Max connections exceeded"):
         small.connect()
+    # The subject here is the pool's own timeout (0.5 s): measured, not synchronised on.
     waited = time.monotonic() - started
     assert 0.4 <= waited < 1.4
-    for t in threads:
-        t.join()
+    release.set()
+    for holder in holders:
+        holder.result()
     # Once load drops the pool serves again.
     with small.connection_context():
         assert small.execute_sql("SELECT 1").fetchone() == (1,)
@@ -68,13 +68,7 @@ def test_every_pooled_connection_works_after_a_server_restart(throwaway_server):
     uri = embedded.server_uri(throwaway_server)
     db = private_pool(uri, pool_max=3)
     # Fill the pool: three connections, all returned idle.
-    conns = []
-    for _ in range(3):
-        conns.append(threading.Thread(target=lambda: _query(db)))
-    for t in conns:
-        t.start()
-    for t in conns:
-        t.join()
+    run_together(*[lambda: _query(db)] * 3)
     # A connection checked out across the restart: its next query must still succeed.
     db.connect()
     assert db.execute_sql("SELECT 1").fetchone() == (1,)
@@ -101,19 +95,22 @@ def test_wait_for_database_retries_then_fails_with_one_line(throwaway_server, mo
     started = time.monotonic()
     with pytest.raises(Unavailable) as err:
         wait_for_database(timeout=1.0)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 3  # the subject is the timeout: it gives up in time
     assert "not reachable" in err.value.message and "\n" not in err.value.message.strip()
 
 
-def test_wait_for_database_succeeds_when_the_server_comes_up_late(throwaway_server, monkeypatch):
+def test_wait_for_database_succeeds_when_the_server_comes_up_late(
+    throwaway_server, monkeypatch, caplog
+):
     uri = embedded.server_uri(throwaway_server)
     embedded.stop(throwaway_server, "fast")
     db = private_pool(uri, pool_max=1)
     monkeypatch.setattr("cloutsy.db.current", lambda: db)
-    starter = threading.Timer(0.8, embedded.start, args=(throwaway_server,))
-    starter.start()
-    wait_for_database(timeout=20)
-    starter.join()
+    caplog.set_level(logging.INFO, logger="cloutsy.db")
+    waiting = Background(lambda: wait_for_database(timeout=20))
+    wait_until(lambda: "not ready; retrying" in caplog.text, what="a first failed attempt")
+    embedded.start(throwaway_server)
+    waiting.result()
     db.close_all()
 
 
@@ -137,8 +134,9 @@ def test_a_connection_the_server_terminated_is_replaced_at_checkout(pool, settin
     killer = private_pool(connection_url(settings), pool_max=1)
     with killer.connection_context():
         assert killer.execute_sql("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)"
+        wait_until(lambda: killer.execute_sql(gone, (pid,)).fetchone()[0], what="the backend gone")
     killer.close_all()
-    time.sleep(0.2)
     with db.connection_context():
         assert db.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != pid
     db.close_all()

@@ -14,7 +14,7 @@ from psycopg2 import errors
 from cloutsy import analytics, catalogue, migrations, roles
 from cloutsy.db import connect_params, connection_url, database, make_pool, with_user
 from cloutsy.models import MODELS, analyst_hidden
-from tests.conftest import checked_test_app
+from tests.leak_check import checked_test_app
 
 
 def _connect(settings, url: str):
@@ -324,7 +324,8 @@ def test_a_fresh_clone_serves_as_the_app_role_with_nothing_configured(tmp_path):
     import json
 
     from cloutsy import embedded
-    from tests.test_server import http, start_server
+    from tests.helpers import http
+    from tests.test_server import start_server
 
     data = tmp_path / "data"
     server = start_server(tmp_path, CLOUTSY_DATA_DIR=str(data), POSTGRES_DB="", CLOUTSY_WORKERS="1")

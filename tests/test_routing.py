@@ -106,7 +106,7 @@ def test_the_notebooks_read_the_first_replica_when_no_analytics_url_is_set(setti
     import subprocess
     import sys
 
-    from tests.test_server import ROOT
+    from tests.helpers import ROOT
 
     code = (
         "from cloutsy import analytics\n"

@@ -3,7 +3,8 @@
 The main test drives a whole account flow with the production logging set-up
 (`configure_logging`, peewee's query log on as in development) plus pytest's own capture,
 and fails if any secret it created appears in either. The suite as a whole is checked
-too (`suite_secrets` in conftest); the real server's log is checked in test_server.py.
+too, test by test (tests/leak_check.py, proven below); the real server's log is checked in
+test_server.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from cloutsy import logs
 from cloutsy.logs import mask_phone, redact
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import ROOT
 
 LOGGERS = ("", "peewee", "peewee.pool", "pgserver", "cloutsy", "_granian", "granian.access")
 
@@ -195,3 +197,41 @@ def test_redact(text, hidden, kept):
     assert kept in out
     if hidden:
         assert hidden not in out
+
+
+LEAKY_SUITE = """
+import logging
+
+log = logging.getLogger("cloutsy.tiny")
+
+
+def test_quiet(suite_secrets):
+    suite_secrets.note_token("quiet-token-0123456789")
+    log.info("nothing secret here")
+
+
+def test_leaky(suite_secrets):
+    suite_secrets.note_token("leaky-token-0123456789")
+    log.info("the token is leaky-token-0123456789")
+
+
+def test_logs_before_it_is_known(suite_secrets):
+    log.info("the token is late-token-0123456789")
+
+
+def test_notes_it_later(suite_secrets):
+    suite_secrets.note_token("late-token-0123456789")
+"""
+
+
+def test_the_log_check_fails_the_test_that_leaked(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makepyfile(test_tiny=LEAKY_SUITE)
+    result = pytester.runpytest_subprocess("-p", "tests.leak_check")
+    result.assert_outcomes(passed=3, failed=1)
+    out = result.stdout
+    out.fnmatch_lines(["FAILED test_tiny.py::test_leaky - secrets reached the log*"])
+    out.fnmatch_lines(["*secrets reached the log during call: *leaky-*"])
+    out.fnmatch_lines(["LEAKED test_tiny.py::test_logs_before_it_is_known: *late-t*"])
+    assert "test_quiet -" not in result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED

@@ -14,33 +14,18 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, truncate_all
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, http, wait_until
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def http(method: str, url: str, body: dict | None = None, headers: dict | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers, err.read()
 
 
 class LiveServer:
@@ -131,13 +116,12 @@ def test_the_served_api_answers_over_http(live_server, settings):
     status, _, body = http("GET", f"{live_server.url}/nowhere")
     assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
 
-    deadline = time.monotonic() + 5
-    while True:  # each worker publishes its pool figures within a second of starting
-        status, headers, body = http("GET", f"{live_server.url}/metrics")
-        text = body.decode()
-        if "cloutsy_db_pool_max 10.0" in text or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    def metrics_of_both_workers():  # each publishes its pool figures within a second of start
+        answer = http("GET", f"{live_server.url}/metrics")
+        return answer if b"cloutsy_db_pool_max 10.0" in answer[2] else None
+
+    status, headers, body = wait_until(metrics_of_both_workers, 5, "both workers' pool figures")
+    text = body.decode()
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     # Counted across both workers: every request above shows up.
     assert 'route="/influencers",status="201"' in text
@@ -193,9 +177,7 @@ def test_a_client_verifies_its_phone_edits_itself_and_logs_out_over_http(live_se
     assert http("GET", f"{url}/me", headers=auth)[0] == 401
     assert http("PATCH", f"{url}/influencers/{my_id}", {"bio": "again"}, auth)[0] == 401
 
-    deadline = time.monotonic() + 5
-    while "/auth/logout" not in live_server.log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: "/auth/logout" in live_server.log.read_text(), 5, "the logout's log line")
     log = live_server.log.read_text()
     assert re.search(r'POST /auth/otp/verify[^"\n]*" 200', log)  # the server's access log
     assert 'INSERT INTO "otps"' in log  # peewee's query log (development)

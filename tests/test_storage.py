@@ -8,7 +8,6 @@ import pytest
 
 from cloutsy import analytics, storage
 from cloutsy.api import metrics
-from tests.test_analytics import data  # noqa: F401 - the hand-made dataset fixture
 
 
 def _sample(text: str, name: str, table: str | None = None) -> float:
@@ -46,7 +45,7 @@ def test_table_sizes_never_scan_a_table(db):
     assert "influencers" not in plan and "pg_class" in plan
 
 
-def test_storage_by_table(data, db):  # noqa: F811
+def test_storage_by_table(data, db):
     db.execute_sql("ANALYZE influencers")
     frame = analytics.storage_by_table()
     assert list(frame.columns) == ["table", "total_bytes", "rows_estimate", "bytes_per_row"]
@@ -56,7 +55,7 @@ def test_storage_by_table(data, db):  # noqa: F811
     assert row.bytes_per_row == pytest.approx(row.total_bytes / 5)
 
 
-def test_storage_forecast_projects_the_measured_signups(data, db):  # noqa: F811
+def test_storage_forecast_projects_the_measured_signups(data, db):
     # 8 accounts signed up in Jan-Feb 2024, none since: measured over every complete month.
     monthly = analytics.signups("month")
     complete = int(monthly["complete"].sum())

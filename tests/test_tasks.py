@@ -23,8 +23,8 @@ from cloutsy.config import load_settings
 from cloutsy.db import database, init_database, wait_for_database
 from cloutsy.errors import Unavailable
 from cloutsy.models import Influencer
+from tests.helpers import ROOT, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 # Nothing listens on port 1: a task that connected before checking its input would
 # fail on the connection (after retrying) instead of naming the bad argument at once.
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/i17_nowhere"
@@ -87,7 +87,8 @@ def test_a_bad_argument_or_setting_is_one_line_before_any_side_effect(args, env,
     result = run_task(*args, DATABASE_URL=UNREACHABLE, **env)
     assert one_line_failure(result) == expected
     assert "serving on" not in result.stdout
-    # Refused before trying the (unreachable) database, which would retry for 15-30 s.
+    # Refused before trying the (unreachable) database, which would retry for 15-30 s:
+    # a duration is the subject here.
     assert time.monotonic() - started < 10
 
 
@@ -328,10 +329,8 @@ def test_db_stop_works_with_stale_pgserver_bookkeeping(throwaway_server):
 
     stopped = run_task("db.stop", **env)
     assert stopped.stdout.strip() == "embedded PostgreSQL stopped", stopped.stderr
-    deadline = time.monotonic() + 5  # the postmaster removes its pid file, then exits
-    while embedded._alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not embedded._alive(pid)
+    # The postmaster removes its pid file, then exits.
+    wait_until(lambda: not embedded._alive(pid), 5, f"the postmaster (pid {pid}) to exit")
     assert embedded.postmaster(pgdata) is None
     assert "state:    stopped" in run_task("db.status", **env).stdout
 
