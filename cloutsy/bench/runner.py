@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import quote, urlparse, urlunparse
 
 from cloutsy.config import PROJECT_ROOT, Settings
-from cloutsy.errors import CloutsyError
+from cloutsy.errors import TaskError
 
 HERE = Path(__file__).resolve().parent
 CONNECTIONS = 16
@@ -59,7 +59,7 @@ BENCH_EMAIL_DOMAIN = "bench.example.com"
 Progress = Callable[[str], None]
 
 
-class BenchError(CloutsyError):
+class BenchError(TaskError):
     """The bench could not run or its checks could not start."""
 
 
