@@ -421,4 +421,4 @@ def test_a_task_failure_is_one_line_and_exit_1_from_the_one_edge(fail, expected,
         raise raised.value
     message = exited.value.message
     assert exited.value.code == 1 and message.startswith(expected), message
-    assert len(message.splitlines()) == 1 and exited.value.__cause__ is None
+    assert len(message.splitlines()) == 1 and exited.value.__suppress_context__
