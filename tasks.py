@@ -38,7 +38,11 @@ ParseMachine.complete_context = _complete_with_optional_positionals  # type: ign
 
 @contextmanager
 def edge() -> Iterator[None]:
-    """Turn the package's errors into a one-line `Exit`."""
+    """Turn the package's errors into a one-line `Exit`: the one place a task fails.
+
+    Library code raises `cloutsy.errors` (a `TaskError` for a missing tool, a failed
+    notebook, bench or load test); no task catches them itself.
+    """
     from peewee import DatabaseError, InterfaceError
     from playhouse.migrations import MigrationError
 
@@ -638,10 +642,7 @@ def loadtest(c: Context, users: str = "50", seconds: str = "60", url: str = "") 
         from cloutsy import loadtest as load
 
         target = url or f"http://{settings.host}:{settings.port}"
-        try:
-            report = load.run(target, users_n, seconds_n, progress=say)
-        except RuntimeError as exc:
-            raise Exit(f"error: {exc}", code=1) from None
+        report = load.run(target, users_n, seconds_n, progress=say)
         say(report.table())
         say(
             f"total: {report.requests} requests, {report.rps:.1f} req/s, "
@@ -748,16 +749,13 @@ def notebooks(c: Context) -> None:
     """Execute every notebook headless against the configured database; HTML reports to reports/."""
     with edge():
         auto_sync(boot())  # as the migrator; the notebooks' kernels read as the analyst
-        from cloutsy.reports import NotebookFailed, run_notebooks
+        from cloutsy.reports import run_notebooks
 
         def show(name: str, done: int, total: int) -> None:
             if done < total:
                 say(f"[{done + 1}/{total}] running {name}")
 
-        try:
-            paths = run_notebooks(ROOT / "notebooks", ROOT / "reports", progress=show)
-        except NotebookFailed as exc:
-            raise Exit(f"error: {exc}", code=1) from None
+        paths = run_notebooks(ROOT / "notebooks", ROOT / "reports", progress=show)
         for path in paths:
             say(f"report written: {os.path.relpath(path, ROOT)}")
 

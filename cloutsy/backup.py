@@ -31,7 +31,7 @@ from psycopg2 import sql
 from cloutsy import embedded
 from cloutsy.config import PROJECT_ROOT, Settings
 from cloutsy.db import connect_params, connection_url, current
-from cloutsy.errors import BadRequest, Unavailable
+from cloutsy.errors import BadRequest, ToolMissing, Unavailable
 
 # Per table: its rows and an order-independent checksum of them (the sum of a 64-bit
 # slice of each row's md5): one streaming pass, no sort, no giant string in memory.
@@ -80,11 +80,11 @@ def _version(binary: Path) -> int | None:
 
 
 def find_tool(tool: str, major: int) -> Path:
-    """A `tool` binary whose major version equals `major`, or BadRequest naming what is missing."""
+    """A `tool` binary whose major version equals `major`, or ToolMissing naming what to install."""
     for binary in _candidates(tool, major):
         if binary.exists() and _version(binary) == major:
             return binary
-    raise BadRequest(f"no {tool} for PostgreSQL {major} found (install postgresql-client-{major})")
+    raise ToolMissing(f"no {tool} for PostgreSQL {major} found (install postgresql-client-{major})")
 
 
 def conn_params(settings: Settings, url: str | None = None) -> dict[str, Any]:

@@ -71,8 +71,9 @@ class PooledDatabase(ReconnectMixin, PooledPostgresqlDatabase):
     """
 
     reconnect_errors = DISCONNECT_ERRORS
-    # Called with each statement's duration in seconds (metrics, query-count tests).
-    query_observer: Callable[[float], None] | None = None
+    # Called with each statement, its parameters and its duration in seconds: the one hook
+    # that counts queries (/metrics installs one; `QueryCounter` chains in for a block).
+    query_observer: Callable[[str, Any, float], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,7 +126,7 @@ class PooledDatabase(ReconnectMixin, PooledPostgresqlDatabase):
         try:
             return super().execute_sql(sql, params)
         finally:
-            observer(time.perf_counter() - started)
+            observer(sql, params, time.perf_counter() - started)
 
     # False behind PgBouncer in transaction mode (POSTGRES_PREPARED_STATEMENTS=false).
     use_prepared: bool = True
@@ -174,7 +175,7 @@ class PooledDatabase(ReconnectMixin, PooledPostgresqlDatabase):
         finally:
             observer = self.query_observer
             if observer is not None:
-                observer(time.perf_counter() - started)
+                observer(sql, params, time.perf_counter() - started)
         return cursor
 
     def _lost(self, exc: Exception) -> bool:
@@ -373,6 +374,43 @@ def current() -> PooledDatabase:
     if database.obj is None:
         raise RuntimeError("init_database(settings) has not been called")
     return database.obj  # type: ignore[no-any-return]
+
+
+class QueryCounter:
+    """Records the statements a pool runs inside `with`: `(sql, params)` in order, and `count`.
+
+    The one query counter, for tests, the notebooks' timings and EXPLAIN: it chains in front
+    of the pool's `query_observer` for the block, so /metrics keeps counting meanwhile.
+    With `this_thread`, statements other threads send through the pool are left out.
+    """
+
+    def __init__(self, pool: PooledDatabase | None = None, this_thread: bool = False) -> None:
+        self.pool = pool
+        self.this_thread = this_thread
+        self.statements: list[tuple[str, Any]] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def __enter__(self) -> QueryCounter:
+        pool = self.pool or current()
+        self.statements = seen = []
+        previous = self._previous = pool.query_observer
+        thread = threading.get_ident() if self.this_thread else None
+
+        def observe(sql: str, params: Any, seconds: float) -> None:
+            if thread is None or threading.get_ident() == thread:
+                seen.append((sql, params))
+            if previous is not None:
+                previous(sql, params, seconds)
+
+        pool.query_observer = observe
+        self._pool = pool
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.query_observer = self._previous
 
 
 def role_warnings(db: PooledDatabase) -> list[str]:

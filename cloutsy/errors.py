@@ -1,5 +1,8 @@
 """The service's exception tree. Translated only at the edges (HTTP in `api`, `Exit` in tasks).
 
+Library code raises these, never a bare `RuntimeError`: the HTTP edge answers a request
+error with its status and code; `tasks.edge()` turns any of them into one line and exit 1.
+
 CloutsyError                  code               HTTP
 ├── BadRequest                bad_request         400
 ├── Invalid                   validation_error    400  (details: one per bad field)
@@ -11,7 +14,12 @@ CloutsyError                  code               HTTP
 ├── PayloadTooLarge           payload_too_large   413
 ├── IdempotencyKeyReused      idempotency_key_reused 422
 ├── RateLimited               rate_limited        429  (retry_after seconds)
-└── Unavailable               unavailable         503  (database down, pool exhausted)
+├── Unavailable               unavailable         503  (database down, pool exhausted)
+└── TaskError                 (tasks only)             a task could not do its job
+    ├── ToolMissing                                    no PostgreSQL client tool of that version
+    ├── NotebookFailed                                 a notebook raised or could not run
+    ├── LoadTestFailed                                 locust produced no statistics
+    └── BenchError (cloutsy.bench)                     the bench could not run or check
 """
 
 from __future__ import annotations
@@ -125,3 +133,19 @@ class Unavailable(CloutsyError):
     def __init__(self, message: str = "", retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
+
+
+class TaskError(CloutsyError):
+    """A task could not do its job; `tasks.edge()` prints the message as one line, exit 1."""
+
+
+class ToolMissing(TaskError):
+    """A PostgreSQL client tool (pg_dump, pg_ctl...) of the server's major version is missing."""
+
+
+class NotebookFailed(TaskError):
+    """A notebook raised or could not run; the message is one line naming it and the cause."""
+
+
+class LoadTestFailed(TaskError):
+    """The load generator could not produce its figures."""

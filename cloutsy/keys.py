@@ -14,16 +14,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
-from collections.abc import Callable
 
 from psycopg2.extras import execute_values
 
 from cloutsy import crypto
 from cloutsy.db import database
 from cloutsy.models import PII_COLUMNS
+from cloutsy.progress import Progress
 
 BATCH = 1000
-Progress = Callable[[str, int, int], None]
 
 
 def generate(key_id: str = "") -> str:

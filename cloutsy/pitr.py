@@ -52,12 +52,12 @@ from cloutsy.backup import (
 from cloutsy.config import Settings
 from cloutsy.db import connection_url
 from cloutsy.errors import BadRequest, Unavailable
+from cloutsy.progress import Say
 
-Progress = Callable[[str], None] | None
 RECOVERY_KEYS = ("restore_command", "recovery_target_time", "recovery_target_action")
 
 
-def _say(progress: Progress, message: str) -> None:
+def _say(progress: Say | None, message: str) -> None:
     if progress is not None:
         progress(message)
 
@@ -145,7 +145,7 @@ def archive_command(wal: Path) -> str:
     return f"test ! -f {target}/%f && cp %p {target}/%f"
 
 
-def ensure_archiving(settings: Settings, progress: Progress = None) -> None:
+def ensure_archiving(settings: Settings, progress: Say | None = None) -> None:
     """Turn on continuous archiving into `wal_dir` (restarting a server on this host if needed)."""
     params = admin_params(settings)
     user = _os_user(settings)
@@ -309,7 +309,7 @@ def _backup_label(data: Path) -> dict[str, str]:
     return out
 
 
-def base_backup(settings: Settings, keep: int = 0, progress: Progress = None) -> Path:
+def base_backup(settings: Settings, keep: int = 0, progress: Say | None = None) -> Path:
     """Take a base backup (pg_basebackup) with its manifest; keep the newest `keep`."""
     ensure_archiving(settings, progress)
     params = admin_params(settings)
@@ -373,7 +373,7 @@ def prune_base(settings: Settings, keep: int) -> list[Path]:
 # --- verify and restore -----------------------------------------------------------------------
 
 
-def verify_base(settings: Settings, path: Path, progress: Progress = None) -> Verification:
+def verify_base(settings: Settings, path: Path, progress: Say | None = None) -> Verification:
     """pg_verifybackup, then start a scratch copy and compare its tables with the manifest."""
     started = time.perf_counter()
     manifest = read_manifest(path / "manifest.json")
@@ -410,7 +410,7 @@ def restore_to(
     settings: Settings,
     when: dt.datetime,
     confirm: Callable[[str], bool],
-    progress: Progress = None,
+    progress: Say | None = None,
 ) -> Path:
     """Bring the configured server back to `when`; return where the old data directory went."""
     pgdata = server_pgdata(settings)

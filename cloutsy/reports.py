@@ -22,6 +22,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbconvert import HTMLExporter
 
 from cloutsy.config import PROJECT_ROOT
+from cloutsy.errors import NotebookFailed
 
 KERNEL = "python3"
 CELL_TIMEOUT_S = 300
@@ -30,10 +31,6 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 _QUIET = logging.getLogger(__name__ + ".nbclient")
 _QUIET.setLevel(logging.WARNING)
-
-
-class NotebookFailed(Exception):
-    """A notebook raised or could not run; the message is one line naming it and the cause."""
 
 
 def run_notebooks(

@@ -26,7 +26,13 @@ if not os.environ.get("DATABASE_URL") and not os.environ.get("POSTGRES_HOST"):
 
 from cloutsy import catalogue, embedded, migrations  # noqa: E402
 from cloutsy.config import Settings, load_settings  # noqa: E402
-from cloutsy.db import PooledDatabase, close_database, database, init_database  # noqa: E402
+from cloutsy.db import (  # noqa: E402
+    PooledDatabase,
+    QueryCounter,
+    close_database,
+    database,
+    init_database,
+)
 
 pytest_plugins = ["pytester", "tests.datasets", "tests.leak_check"]
 
@@ -168,30 +174,7 @@ def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-class QueryCounter:
-    """Counts SQL statements run through the pool while active."""
-
-    def __init__(self, pool: PooledDatabase) -> None:
-        self.pool = pool
-        self.count = 0
-
-    def __enter__(self) -> QueryCounter:
-        self.count = 0
-        self.previous = self.pool.query_observer
-
-        def observe(seconds: float) -> None:
-            self.count += 1
-            if self.previous is not None:
-                self.previous(seconds)
-
-        self.pool.query_observer = observe
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.pool.query_observer = self.previous
-
-
 @pytest.fixture
 def queries(pool: PooledDatabase) -> QueryCounter:
-    """`with queries as q: …; q.count` counts the statements the block ran."""
+    """`with queries as q: …; q.count` counts the statements the block ran (every thread)."""
     return QueryCounter(pool)

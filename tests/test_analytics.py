@@ -1,4 +1,4 @@
-"""cloutsy.analytics on the hand-made dataset of tests/datasets.py, with exact expected numbers."""
+"""cloutsy.analytics and cloutsy.timings on the hand-made dataset of tests/datasets.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from cloutsy import analytics
+from cloutsy import analytics, timings
 
 D = dt.date
 
@@ -197,42 +197,42 @@ def assert_percentiles(frame, repeat):
 
 
 def test_query_timings_of_the_key_queries(data):
-    frame = analytics.query_timings(repeat=5)
+    frame = timings.query_timings(repeat=5)
     assert_percentiles(frame, 5)
-    assert len(frame) == len(analytics.key_queries()) >= 3
+    assert len(frame) == len(timings.key_queries()) >= 3
     assert (frame["statements"] == 1).all()  # every key read is one statement
 
 
 def test_a_timed_query_is_one_line_to_add(db, data):
     extra = [("count niches", lambda p: db.execute_sql("SELECT count(*) FROM niches").fetchone())]
-    frame = analytics.query_timings(repeat=3, queries=extra)
+    frame = timings.query_timings(repeat=3, queries=extra)
     assert list(frame["query"]) == ["count niches"] and frame["statements"].iloc[0] == 1
 
 
 def test_orm_and_raw_sql_agree_and_are_both_timed(data):
     niche = data["fashion"]
-    assert analytics._orm_page(niche) == analytics._raw_page(niche)
-    assert [r["id"] for r in analytics._orm_page(niche)] == [3, 2, 1]
-    assert analytics._orm_page(None) == analytics._raw_page(None)
-    assert analytics._orm_influencer(1) == analytics._raw_influencer(1)
-    assert analytics._orm_influencer(4) is None  # deactivated
-    frame = analytics.orm_vs_raw(repeat=3)
+    assert timings._orm_page(niche) == timings._raw_page(niche)
+    assert [r["id"] for r in timings._orm_page(niche)] == [3, 2, 1]
+    assert timings._orm_page(None) == timings._raw_page(None)
+    assert timings._orm_influencer(1) == timings._raw_influencer(1)
+    assert timings._orm_influencer(4) is None  # deactivated
+    frame = timings.orm_vs_raw(repeat=3)
     assert_percentiles(frame, 3)
     assert sorted(set(frame["method"])) == ["orm", "raw sql"] and len(frame) == 6
 
 
 def test_eager_loading_sends_three_statements_and_lazy_one_per_row(data):
-    eager = analytics._page_with_niches_eager(20)
-    assert eager == analytics._page_with_niches_lazy(20)
+    eager = timings._page_with_niches_eager(20)
+    assert eager == timings._page_with_niches_lazy(20)
     assert eager[0] == (5, []) and eager[1] == (3, ["Beauty", "Fashion", "Travel"])
-    frame = analytics.eager_vs_lazy(page_size=20, repeat=3).set_index("method")
+    frame = timings.eager_vs_lazy(page_size=20, repeat=3).set_index("method")
     # lazy: the page, each of 4 influencers' links, each of their 6 links' niche
     assert frame.loc["eager (prefetch)", "statements"] == 3
     assert frame.loc["lazy (N+1)", "statements"] == 1 + 4 + 6
 
 
 def test_pooled_against_fresh_connections(db):
-    frame = analytics.pooled_vs_fresh(repeat=5)
+    frame = timings.pooled_vs_fresh(repeat=5)
     assert list(frame["method"]) == ["pooled", "fresh connection"]
     assert_percentiles(frame, 5)
     assert db.in_transaction()  # the test's own connection was left alone
@@ -249,14 +249,14 @@ def test_explain_plans_flag_sequential_scans_on_large_tables(db, data):
         ("by id", lambda p: db.execute_sql("SELECT name FROM influencers WHERE id = %s", (3,))),
         ("by bio", lambda p: db.execute_sql("SELECT count(*) FROM influencers WHERE bio = 'x'")),
     ]
-    frame = analytics.explain_plans(queries).set_index("query")
+    frame = timings.explain_plans(queries).set_index("query")
     assert not frame.loc["by id", "flagged"] and "Index Scan" in frame.loc["by id", "plan"]
     assert frame.loc["by bio", "flagged"] and frame.loc["by bio", "seq_scans"] == "influencers"
     assert "Buffers" in frame.loc["by bio", "plan"] and frame.loc["by bio", "execution_ms"] >= 0
 
 
 def test_explain_plans_of_the_key_queries(data):
-    frame = analytics.explain_plans()
-    assert set(frame["query"]) == {name for name, _ in analytics.key_queries()}
+    frame = timings.explain_plans()
+    assert set(frame["query"]) == {name for name, _ in timings.key_queries()}
     assert not frame["flagged"].any()  # a handful of rows: nothing is large
     assert frame["plan"].str.contains("Execution Time").all()

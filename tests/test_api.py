@@ -452,3 +452,15 @@ def test_metrics_expose_requests_latency_pool_queries_and_errors(client):
     assert "cloutsy_db_pool_in_use" in text and "cloutsy_db_pool_idle" in text
     assert "cloutsy_db_queries_total" in text and "cloutsy_db_query_duration_seconds" in text
     assert 'cloutsy_http_errors_total{code="not_found"' in text
+
+
+def test_counting_queries_leaves_the_metrics_counting(client, queries):
+    """One query counter: a `QueryCounter` block chains in front of /metrics' observer."""
+    from prometheus_client import REGISTRY
+
+    client.get("/niches")  # the app is built: its observer is installed on the pool
+    before = REGISTRY.get_sample_value("cloutsy_db_queries_total")
+    with queries as q:
+        client.get("/influencers?limit=2")
+    assert q.count >= 1 and q.statements[-1][0].strip()
+    assert REGISTRY.get_sample_value("cloutsy_db_queries_total") - before == q.count

@@ -10,6 +10,7 @@ from argon2 import PasswordHasher
 from email_validator import validate_email
 
 from cloutsy import crypto, demo
+from cloutsy.demo import generate, load
 from cloutsy.domains import COMPANY_TYPES, GENDERS
 from cloutsy.errors import Invalid
 from cloutsy.models import PII_COLUMNS, Influencer
@@ -21,7 +22,7 @@ TABLES = ("influencers", "brands", "influencer_niches", "brand_niches")
 
 @pytest.fixture
 def anchored(monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
-    monkeypatch.setattr(demo, "_anchor", lambda: ANCHOR)
+    monkeypatch.setattr(generate, "_anchor", lambda: ANCHOR)
     return ANCHOR
 
 
@@ -239,7 +240,7 @@ def test_bulk_load_restores_every_index_and_foreign_key(db, anchored, monkeypatc
         return indexes, keys
 
     before = schema()
-    monkeypatch.setattr(demo, "BULK_THRESHOLD", 100)  # take the drop-and-rebuild path
+    monkeypatch.setattr(load, "BULK_THRESHOLD", 100)  # take the drop-and-rebuild path
     steps = []
     demo.seed_demo(500, 100, 30, progress=lambda stage, done, total: steps.append(stage))
     assert schema() == before

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from psycopg2 import errors
 
-from cloutsy import analytics, catalogue, migrations, roles
+from cloutsy import analytics, catalogue, migrations, roles, timings
 from cloutsy.db import connect_params, connection_url, database, make_pool, with_user
 from cloutsy.models import MODELS, analyst_hidden
 from tests.leak_check import checked_test_app
@@ -131,7 +131,7 @@ def test_the_analytics_run_as_the_analyst(pool, settings):
         analytics.demand_supply()
         analytics.niches_per_account()
         analytics.niche_cooccurrence("brand")
-        analytics.eager_vs_lazy(page_size=5, repeat=2)
+        timings.eager_vs_lazy(page_size=5, repeat=2)
 
 
 def test_every_endpoint_works_as_the_app_role(committed, settings, app_settings, suite_secrets):

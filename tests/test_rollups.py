@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloutsy import analytics
+from cloutsy.db import QueryCounter
 
 KEYS = {
     "rollup_signups": "kind, day",
@@ -170,13 +171,13 @@ def test_analytics_read_the_rollups_not_the_tables(db):
     """Figures move with a write at once; the functions read no account table."""
     db.execute_sql(INSERT_INFLUENCERS, {"n": 30})
     db.execute_sql(INSERT_LINKS)
-    with analytics.count_statements() as seen:
+    with QueryCounter(this_thread=True) as seen:
         per_niche = analytics.accounts_per_niche()
         analytics.niches_per_account()
         analytics.niche_cooccurrence()
         analytics.verification_funnel()
         analytics.signups("week")
-    text = " ".join(sql for sql, _ in seen)
+    text = " ".join(sql for sql, _ in seen.statements)
     for table in ("influencers", "brands", "influencer_niches", "brand_niches"):
         assert f"FROM {table} " not in text and f"JOIN {table} " not in text, table
     counted = dict(direct := [(r[1], r[2]) for r in direct_niche_counts(db)])

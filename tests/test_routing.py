@@ -110,7 +110,7 @@ def test_the_notebooks_read_the_first_replica_when_no_analytics_url_is_set(setti
 
     code = (
         "from cloutsy import analytics\n"
-        "analytics.connect()\n"
+        "analytics.use_analytics_database()\n"
         "print(len(analytics.accounts_per_niche()) > 0)\n"
     )
     env = {

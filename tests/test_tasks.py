@@ -6,6 +6,7 @@ with one line and a non-zero exit, never a traceback, before any side effect.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -17,11 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+from invoke import Exit
 
-from cloutsy import catalogue, embedded, migrations
+from cloutsy import backup, catalogue, embedded, migrations, reports
+from cloutsy.bench.runner import parse_wrk
 from cloutsy.config import load_settings
 from cloutsy.db import database, init_database, wait_for_database
-from cloutsy.errors import Unavailable
+from cloutsy.errors import TaskError, Unavailable
 from cloutsy.models import Influencer
 from tests.helpers import ROOT, wait_until
 
@@ -378,3 +381,43 @@ def test_serve_warns_once_and_explains_its_threads_instead_of_granian(pool, tmp_
     assert log.count("CLOUTSY_SECRET_KEY is not set") == 1, log
     assert "seems quite high" not in log, log
     assert "2 workers of 10 threads sharing a pool of 5" in log
+
+
+def _tasks_module():
+    """tasks.py as a module (it is not a package), for its one `edge()`."""
+    spec = importlib.util.spec_from_file_location("cloutsy_tasks", ROOT / "tasks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _missing_tool(tmp_path):
+    backup.find_tool("pg_dump", 3)  # no PostgreSQL 3 client anywhere
+
+
+def _bench_failure(tmp_path):
+    parse_wrk("wrk: connection refused\n")
+
+
+def _notebook_failure(tmp_path):
+    reports.run_notebooks(tmp_path, tmp_path / "reports")
+
+
+@pytest.mark.parametrize(
+    ("fail", "expected"),
+    [
+        (_missing_tool, "error: no pg_dump for PostgreSQL 3 found (install postgresql-client-3)"),
+        (_bench_failure, "error: wrk printed no BENCH line (last line: wrk: connection refused)"),
+        (_notebook_failure, "error: no notebooks in "),
+    ],
+    ids=["missing tool", "bench", "notebook"],
+)
+def test_a_task_failure_is_one_line_and_exit_1_from_the_one_edge(fail, expected, tmp_path):
+    """Library code raises the project's errors; only `tasks.edge()` turns them into an exit."""
+    with pytest.raises(TaskError) as raised:
+        fail(tmp_path)
+    with pytest.raises(Exit) as exited, _tasks_module().edge():
+        raise raised.value
+    message = exited.value.message
+    assert exited.value.code == 1 and message.startswith(expected), message
+    assert len(message.splitlines()) == 1 and exited.value.__suppress_context__

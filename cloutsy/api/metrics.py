@@ -105,7 +105,7 @@ def observe_read(target: str) -> None:
     READS.labels(target).inc()
 
 
-def observe_query(seconds: float) -> None:
+def observe_query(sql: str, params: Any, seconds: float) -> None:
     """Count one SQL statement and its duration (installed as the pool's query observer)."""
     QUERIES.inc()
     QUERY_TIME.observe(seconds)

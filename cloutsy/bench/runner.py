@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import quote, urlparse, urlunparse
 
 from cloutsy.config import PROJECT_ROOT, Settings
-from cloutsy.errors import CloutsyError
+from cloutsy.errors import TaskError
 
 HERE = Path(__file__).resolve().parent
 CONNECTIONS = 16
@@ -59,7 +59,7 @@ BENCH_EMAIL_DOMAIN = "bench.example.com"
 Progress = Callable[[str], None]
 
 
-class BenchError(CloutsyError):
+class BenchError(TaskError):
     """The bench could not run or its checks could not start."""
 
 
@@ -1148,8 +1148,9 @@ NOTEBOOKS_LIMIT_S = 60.0
 
 
 def analytics_calls() -> list[tuple[str, Callable[[], object]]]:
-    """Every public function of `cloutsy.analytics` the notebooks call, with their arguments."""
+    """Every public function of `cloutsy.analytics` and `cloutsy.timings` the notebooks call."""
     from cloutsy import analytics as a
+    from cloutsy import timings as t
 
     return [
         ("signups(day)", lambda: a.signups("day")),
@@ -1164,12 +1165,12 @@ def analytics_calls() -> list[tuple[str, Callable[[], object]]]:
         ("niches_per_account", a.niches_per_account),
         ("niche_cooccurrence(influencer)", lambda: a.niche_cooccurrence("influencer")),
         ("niche_cooccurrence(brand)", lambda: a.niche_cooccurrence("brand")),
-        ("probe", a.probe),
-        ("query_timings", a.query_timings),
-        ("orm_vs_raw", a.orm_vs_raw),
-        ("eager_vs_lazy", a.eager_vs_lazy),
-        ("pooled_vs_fresh", a.pooled_vs_fresh),
-        ("explain_plans", a.explain_plans),
+        ("probe", t.probe),
+        ("query_timings", t.query_timings),
+        ("orm_vs_raw", t.orm_vs_raw),
+        ("eager_vs_lazy", t.eager_vs_lazy),
+        ("pooled_vs_fresh", t.pooled_vs_fresh),
+        ("explain_plans", t.explain_plans),
     ]
 
 

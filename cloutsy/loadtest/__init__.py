@@ -16,18 +16,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloutsy.db import current
+from cloutsy.errors import LoadTestFailed
+from cloutsy.progress import Say
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
 @dataclass
-class Report:
-    """What a load run measured."""
+class LoadTestResult:
+    """What a load run measured (the bench's figures are `cloutsy.bench`'s own report)."""
 
     requests: int = 0
     failures: int = 0
@@ -84,7 +85,7 @@ def _read_back(url: str, ids_file: Path) -> tuple[int, int]:
     return len(lines), unreadable
 
 
-def run(url: str, users: int, seconds: int, progress: Callable[[str], None] = print) -> Report:
+def run(url: str, users: int, seconds: int, progress: Say = print) -> LoadTestResult:
     """Run the mix against `url` for `seconds` with `users` simulated clients."""
     work = Path(tempfile.mkdtemp(prefix="cloutsy-load-"))
     ids_file = work / "ids.txt"
@@ -116,7 +117,8 @@ def run(url: str, users: int, seconds: int, progress: Callable[[str], None] = pr
         "--loglevel",
         "WARNING",
     ]
-    stop, seen = threading.Event(), []
+    stop = threading.Event()
+    seen: list[int] = []
     sampler = threading.Thread(target=_count_connections, args=(stop, seen), daemon=True)
     sampler.start()
     progress(f"load: {users} users for {seconds} s against {url} ...")
@@ -126,8 +128,8 @@ def run(url: str, users: int, seconds: int, progress: Callable[[str], None] = pr
     stats = work / "run_stats.csv"
     if not stats.exists():
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        raise RuntimeError(f"locust produced no statistics: {tail}")
-    report = Report()
+        raise LoadTestFailed(f"locust produced no statistics: {tail}")
+    report = LoadTestResult()
     with stats.open() as fh:
         for row in csv.DictReader(fh):
             if row["Name"] == "Aggregated":

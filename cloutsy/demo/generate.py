@@ -1,174 +1,70 @@
-"""Realistic, deterministic demo data for the notebooks and the benchmark (`invoke seed.demo`).
+"""The demo rows, drawn from one seeded numpy generator: curves, shares and niche picks.
 
-Why it looks the way it does: sign-ups grow along a curve with weekly seasonality
+Why they look the way they do: sign-ups grow along a curve with weekly seasonality
 and a few campaign spikes; niche popularity follows a Zipf-like law (a few niches
 hold most accounts) with related niches picked together; about 70% of accounts
-verify their phone; brands stop at every stage of profile completion.
-
-Every value is drawn from one seeded numpy generator, so the same seed on an empty
-database gives the same rows (timestamps are anchored at today's midnight UTC).
-Rows go in with PostgreSQL COPY, streamed as CSV from memory, with explicit ids
-(derived usernames, emails and phones stay unique); the id sequences are moved
-past them afterwards. Existing rows are never touched: ids continue after them.
-Everything happens in one transaction: a failure leaves the database as it was.
+verify their phone; brands stop at every stage of profile completion. The words come
+from `vocabulary`; this module holds the shapes and their parameters.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import datetime as dt
-import functools
 import hashlib
-import io
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from argon2 import PasswordHasher
 
-from cloutsy import crypto
 from cloutsy.db import database
+from cloutsy.demo.vocabulary import (
+    AFFINITY,
+    BIO_CLOSERS,
+    BIO_OPENERS,
+    BRAND_BIOS,
+    BRAND_NOUNS,
+    BRAND_RANK,
+    BRAND_WORDS,
+    CITIES,
+    DESIGNATIONS,
+    EMAIL_DOMAINS,
+    FEMALE,
+    FIRST_NAMES,
+    INFLUENCER_RANK,
+    LEGAL_SUFFIX,
+    MALE,
+    NEUTRAL,
+    SURNAMES,
+    USERNAME_STYLES,
+)
 from cloutsy.domains import COMPANY_TYPES, GENDERS
 from cloutsy.errors import Invalid
 from cloutsy.kinds import KINDS
-from cloutsy.models import DIGEST_COLUMNS, PII_COLUMNS
-from cloutsy.services.lookup import digest_of
-
-Progress = Callable[[str, int, int], None]
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
-
+from cloutsy.progress import Progress
 
 DEMO_PASSWORD = "cloutsy-demo-password"  # every demo brand logs in with this
 
-# Popularity order (most popular first) of the catalogue's slugs among creators and
-# brands; they differ on purpose so demand and supply do not line up.
-INFLUENCER_RANK = _words(
-    """
-    fashion beauty lifestyle food travel fitness comedy gaming technology music
-    health-and-wellness parenting photography education sports art-and-design home-and-decor
-    pets finance automotive diy-and-crafts books business sustainability
-    """
-)
-BRAND_RANK = _words(
-    """
-    beauty fashion technology food finance health-and-wellness fitness travel education
-    lifestyle home-and-decor gaming automotive parenting business sports sustainability pets
-    music photography comedy art-and-design books diy-and-crafts
-    """
-)
 ZIPF_EXPONENT = 1.1  # top 3 of 24 niches draw ~53% of first picks
-# Niches that are picked together; a related niche is AFFINITY_BOOST times likelier.
-AFFINITY = (
-    ("fashion", "beauty", "lifestyle", "photography"),
-    ("fitness", "health-and-wellness", "sports", "food"),
-    ("technology", "gaming", "automotive"),
-    ("finance", "business", "education", "books"),
-    ("travel", "photography", "food", "lifestyle"),
-    ("parenting", "home-and-decor", "diy-and-crafts", "pets"),
-    ("music", "comedy", "art-and-design"),
-    ("sustainability", "home-and-decor", "health-and-wellness"),
-)
 AFFINITY_BOOST = 5.0
 NICHES_PER_INFLUENCER = (0.38, 0.34, 0.18, 0.10)  # P(1), P(2), P(3), P(4)
 NICHES_PER_BRAND = (0.30, 0.35, 0.20, 0.15)
-
-FEMALE = _words(
-    """
-    Aadhya Aanya Ananya Anika Avni Diya Isha Ishita Kavya Kiara Meera Myra Navya Neha Nisha
-    Pooja Priya Riya Saanvi Sara Shreya Simran Sneha Tanvi Trisha Zara Aditi Divya Kritika
-    Mahi
-    """
-)
-MALE = _words(
-    """
-    Aarav Aditya Arjun Aryan Dhruv Ishaan Kabir Karan Krishna Manav Nikhil Pranav Rahul
-    Reyansh Rohan Sahil Shaurya Siddharth Varun Vihaan Vivaan Yash Aman Dev Harsh Kunal Mihir
-    Neel
-    """
-)
-NEUTRAL = _words(
-    """
-    Ari Kiran Noor Rain Sam Shan Jyoti Sasha Alex Robin
-    """
-)
-SURNAMES = _words(
-    """
-    Sharma Verma Gupta Iyer Nair Reddy Patel Shah Mehta Joshi Kapoor Malhotra Khan Singh Das
-    Bose Chatterjee Banerjee Menon Pillai Rao Kulkarni Deshpande Jain Agarwal Bhatt Chopra
-    Sethi Fernandes DSouza Mishra Pandey Saxena Tiwari Yadav Gill Sandhu
-    """
-)
-CITIES = _words(
-    """
-    Mumbai Delhi Bengaluru Hyderabad Chennai Kolkata Pune Ahmedabad Jaipur Lucknow Kochi
-    Chandigarh Indore Goa Surat Bhopal
-    """
-)
-BIO_OPENERS = (
-    "Creating {niche} content from {city}.",
-    "{city}-based creator sharing {niche} stories.",
-    "Your daily dose of {niche}, straight from {city}.",
-    "I talk about {niche}. Based in {city}.",
-    "{niche} enthusiast | {city} | collabs open.",
-)
-BIO_CLOSERS = (
-    "",
-    " New videos every week.",
-    " DM for collaborations.",
-    " Sharing what I learn along the way.",
-    " Honest reviews, no fluff.",
-)
-BRAND_BIOS = (
-    "{brand} is a homegrown brand from {city}.",
-    "Made in {city}: {brand} builds products people come back to.",
-    "{brand}, {city}. Working with creators since day one.",
-    "Thoughtfully made in {city}. Say hello to {brand}.",
-)
-EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
-BRAND_WORDS = _words(
-    """
-    Urban Saffron Indigo Monsoon Lotus Banyan Peacock Teal Amber Coral Cedar Ember Nimbus
-    Orbit Pebble Quartz Sage Tide Vista Zenith Mango Chai Masala Kesar Neem Tulsi Bamboo Jute
-    Marigold
-    """
-)
-BRAND_NOUNS = _words(
-    """
-    Loom Kitchen Labs Threads Botanicals Studio Works Foods Wellness Gear Tech Finance Living
-    Travels Beauty Co Collective Naturals Motors Pets Books Games Fitness Crafts
-    """
-)
-LEGAL_SUFFIX = {
-    "private_limited": "Private Limited",
-    "public_limited": "Limited",
-    "llp": "LLP",
-    "partnership": "& Associates",
-    "sole_proprietorship": "Enterprises",
-    "other": "Ventures",
-}
 COMPANY_TYPE_WEIGHTS = (0.55, 0.05, 0.15, 0.08, 0.12, 0.05)  # in COMPANY_TYPES order
-DESIGNATIONS = (
-    "Marketing Manager",
-    "Brand Manager",
-    "Founder",
-    "Co-founder",
-    "Growth Lead",
-    "Social Media Manager",
-    "Head of Marketing",
-    "Partnerships Manager",
-)
 # Profile fields in the order brands tend to fill them; all 12 filled = profile completed.
-PROFILE_FIELDS = _words(
-    """
-    company_type legal_entity_name brand_bio profile_image brand_email_id poc_name
-    poc_designation poc_email_id poc_contact_number pan_document gst_document
-    incorporation_document
-    """
+PROFILE_FIELDS = (
+    "company_type",
+    "legal_entity_name",
+    "brand_bio",
+    "profile_image",
+    "brand_email_id",
+    "poc_name",
+    "poc_designation",
+    "poc_email_id",
+    "poc_contact_number",
+    "pan_document",
+    "gst_document",
+    "incorporation_document",
 )
 VERIFIED_SHARE = 0.70
 GENDER_WEIGHTS = (0.50, 0.42, 0.03, 0.01, 0.04)  # in GENDERS order
@@ -209,16 +105,6 @@ LINK_COLUMNS = {
 
 
 @dataclass(frozen=True)
-class DemoResult:
-    """How many rows `seed_demo` inserted."""
-
-    influencers: int
-    brands: int
-    influencer_niches: int
-    brand_niches: int
-
-
-@dataclass(frozen=True)
 class Growth:
     """Shape of a sign-up curve: the last day is `ratio` times the first, times seasonality."""
 
@@ -246,60 +132,10 @@ def _anchor() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def count_accounts() -> int:
-    """Influencers plus brands already in the database (`seed.demo` refuses to mix by default)."""
-    with database.connected():
-        row = database.execute_sql(
-            "SELECT (SELECT count(*) FROM influencers) + (SELECT count(*) FROM brands)"
-        ).fetchone()
-    return int(row[0])
-
-
-def seed_demo(
-    influencers: int,
-    brands: int,
-    days: int,
-    random_seed: int = 42,
-    progress: Progress | None = None,
-) -> DemoResult:
-    """Insert `influencers` and `brands` signed up over the last `days` days, in one transaction."""
-    for name, value, low in (("influencers", influencers, 0), ("brands", brands, 0)):
-        if value < low:
-            raise Invalid(f"{name} must be at least {low}, got {value}")
-    if days < 1:
-        raise Invalid(f"days must be at least 1, got {days}")
-    report = progress or (lambda stage, done, total: None)
-    with database.connected(), database.atomic():
-        # A bulk load, not a request: the service's per-statement timeout (CONTRACT §3)
-        # would cut the index rebuilds on a busy machine.
-        database.execute_sql("SET LOCAL statement_timeout = 0")
-        # The analytics rollups (migration 0005) are recounted once at the end instead of
-        # being kept row by row through millions of inserts.
-        database.execute_sql("SET LOCAL cloutsy.rollups = 'off'")
-        loads = _generate(influencers, brands, days, random_seed, report)
-        with _bulk_load({table: len(rows["id"]) for table, _, rows in loads}, report):
-            for table, columns, rows in loads:
-                _copy(table, columns, rows, report, _sealers(table))
-        for done, (table, _, _) in enumerate(loads, start=1):
-            database.execute_sql(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"coalesce(max(id), 0) + 1, false) FROM {table}"
-            )
-            # Fresh statistics for the columns plans turn on, so the planner (and EXPLAIN in
-            # the notebooks) sees the new size at once. A full ANALYZE would also sample the
-            # full-text index (seconds at 100k rows); autovacuum does that after the commit.
-            database.execute_sql(f"ANALYZE {table} ({', '.join(PLANNER_COLUMNS[table])})")
-            report("statistics", done, len(loads))
-        database.execute_sql("SET LOCAL cloutsy.rollups = 'on'")
-        database.execute_sql("SELECT cloutsy_rollups_rebuild()")
-        report("rollups", 1, 1)
-    return DemoResult(**{table: len(rows["id"]) for table, _, rows in loads})
-
-
 Load = tuple[str, Sequence[str], dict[str, Any]]  # table, its COPY columns, the column values
 
 
-def _generate(
+def generate_rows(
     influencers: int, brands: int, days: int, random_seed: int, report: Progress
 ) -> tuple[Load, ...]:
     """Every row to insert, drawn from one generator seeded with `random_seed`."""
@@ -516,10 +352,6 @@ def _influencer_rows(
     }
 
 
-USERNAME_STYLES = ("{f}.{la}", "{f}_{la}", "{f}{la}", "the.{f}")
-FIRST_NAMES = FEMALE + MALE + NEUTRAL
-
-
 def _username_bases(room: int) -> np.ndarray:
     """Every username stem by [first name, surname, style], cut to `room` characters."""
     bases = np.empty((len(FIRST_NAMES), len(SURNAMES), len(USERNAME_STYLES)), dtype=object)
@@ -582,7 +414,7 @@ def _brand_rows(
     active = rng.random(n) >= 0.02
     poc_phone = rng.integers(6_000_000_000, 10_000_000_000, size=n)
     bio, city = rng.integers(0, len(BRAND_BIOS), size=n), _pick(rng, CITIES, n)
-    columns: dict[str, list[Any]] = {c: [] for c in BRAND_COLUMNS}
+    columns: dict[str, Any] = {c: [] for c in BRAND_COLUMNS}
     for k, i in enumerate(ids.tolist()):
         word, noun = words[k], nouns[k]
         username = f"{word}{noun}{i}".lower()
@@ -660,155 +492,3 @@ def _links(
         "updated_at": stamps,
         "owner_index": owner_index,
     }
-
-
-# --- COPY ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _bulk_load(rows: dict[str, int], report: Progress) -> Iterator[None]:
-    """Drop secondary indexes and foreign keys of tables about to (at least) double; restore after.
-
-    PostgreSQL's own advice for populating a database: building an index once over
-    sorted data, and checking a foreign key with one join, beat maintaining them row by
-    row (100k influencers: ~8 s instead of ~16 s). Both are rebuilt from their own
-    definitions inside the same transaction, so a failure rolls everything back.
-    Small loads into big tables keep their indexes: rebuilding those would cost more.
-    """
-    existing = _row_counts(rows)
-    rebuild = [t for t, n in rows.items() if n >= max(BULK_THRESHOLD, existing[t])]
-    saved: list[str] = []
-    for table in rebuild:
-        for name, create in database.execute_sql(SECONDARY_INDEXES, (table,)).fetchall():
-            database.execute_sql(f"DROP INDEX {name}")
-            saved.append(create)
-        for name, definition in database.execute_sql(FOREIGN_KEYS, (table,)).fetchall():
-            database.execute_sql(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
-            saved.append(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
-    yield
-    if saved:
-        database.execute_sql("SET LOCAL maintenance_work_mem = '256MB'")
-    for done, statement in enumerate(saved, start=1):
-        database.execute_sql(statement)
-        report("indexes", done, len(saved))
-
-
-BULK_THRESHOLD = 10_000
-PLANNER_COLUMNS = {
-    "influencers": ("id", "is_active", "is_phone_verified", "created_at"),
-    "brands": ("id", "is_active", "is_phone_verified", "is_profile_completed", "created_at"),
-    "influencer_niches": ("id", "influencer_id", "niche_id"),
-    "brand_niches": ("id", "brand_id", "niche_id"),
-}
-# Indexes that no constraint owns (a primary key stays), with the statement that recreates each.
-SECONDARY_INDEXES = """
-SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
-  FROM pg_index i
- WHERE i.indrelid = %s::regclass
-   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
- ORDER BY 1
-"""
-FOREIGN_KEYS = """
-SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
- WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY 1
-"""
-
-
-def _sealers(table: str) -> dict[str, tuple[str, Callable[[list[Any]], list[Any]]]]:
-    """COPY column -> (source column, batch transform): PII encrypted, digests computed.
-
-    Applied a batch at a time as COPY reads (`_CsvStream`), so the encryption overlaps the
-    server's parsing on the other core instead of running before it.
-    """
-    if table not in PII_COLUMNS:
-        return {}
-    ring = crypto.keyring()
-    sealers: dict[str, tuple[str, Callable[[list[Any]], list[Any]]]] = {
-        column: (column, functools.partial(ring.encrypt_many, table, column))
-        for column in PII_COLUMNS[table]
-    }
-    for column, digest_column in DIGEST_COLUMNS.items():
-        sealers[digest_column] = (
-            column,
-            lambda values, column=column: [digest_of(column, v) for v in values],
-        )
-    return sealers
-
-
-def _row_counts(tables: Iterable[str]) -> dict[str, int]:
-    return {t: int(database.execute_sql(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
-
-
-def _copy(
-    table: str,
-    columns: Sequence[str],
-    data: dict[str, Any],
-    report: Progress,
-    sealers: dict[str, tuple[str, Callable[[list[Any]], list[Any]]]] | None = None,
-) -> None:
-    """COPY `columns` of `data` into `table`, reporting progress as the server reads.
-
-    `sealers` adds or replaces columns by a transform of a source column, per batch
-    (the PII codec: ciphertext and blind indexes go straight into COPY).
-    """
-    sealers = sealers or {}
-    columns = [*columns, *(c for c in sealers if c not in columns)]
-    series = [_column(data[sealers[c][0] if c in sealers else c]) for c in columns]
-    transforms = [sealers[c][1] if c in sealers else None for c in columns]
-    total = len(series[0])
-    report(table, 0, total)
-    if total == 0:
-        return
-    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
-    stream = _CsvStream(series, lambda done: report(table, done, total), transforms)
-    database.cursor().copy_expert(sql, stream)
-
-
-class _CsvStream:
-    """What COPY reads from: rows become CSV a batch at a time, as the server asks for more.
-
-    Formatting the next batch while the server parses the last uses both cores, and
-    the whole table never sits in memory as one string.
-    """
-
-    BATCH = 5_000
-
-    def __init__(
-        self,
-        series: list[list[Any]],
-        on_batch: Callable[[int], None],
-        transforms: Sequence[Callable[[list[Any]], list[Any]] | None] = (),
-    ) -> None:
-        self._series = series
-        self._transforms = list(transforms) or [None] * len(series)
-        self._total = len(series[0])
-        self._done = 0
-        self._on_batch = on_batch
-
-    def read(self, size: int = -1) -> str:
-        if self._done >= self._total:
-            return ""
-        lo, hi = self._done, min(self._done + self.BATCH, self._total)
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(
-            zip(
-                *(
-                    t(s[lo:hi]) if t is not None else s[lo:hi]
-                    for s, t in zip(self._series, self._transforms, strict=True)
-                ),
-                strict=True,
-            )
-        )
-        self._done = hi
-        self._on_batch(hi)
-        return buffer.getvalue()
-
-    def readline(self, size: int = -1) -> str:  # psycopg2 only calls read(); kept for the protocol
-        return self.read(size)
-
-
-def _column(values: Any) -> list[Any]:
-    """A column as COPY-ready Python values: booleans as t/f, None stays empty (NULL)."""
-    if isinstance(values, np.ndarray) and values.dtype == bool:
-        return np.where(values, "t", "f").tolist()
-    return values if isinstance(values, list) else list(values)
