@@ -11,21 +11,12 @@ from collections.abc import Iterator
 import pytest
 from webtest import TestApp
 
-from cloutsy.bench import constant
+from cloutsy.bench import BenchError, constant
 from cloutsy.bench.baseline import BaselineApp
-from cloutsy.bench.runner import (
-    BenchError,
-    Row,
-    WrkResult,
-    answers,
-    compare_answers,
-    first_difference,
-    format_table,
-    normalise,
-    parse_wrk,
-    stack_order,
-    summarise,
-)
+from cloutsy.bench.compare import answers, compare_answers, first_difference, normalise
+from cloutsy.bench.load import REVALIDATE, UNPREPARED, Row, WrkResult, parse_wrk, summarise
+from cloutsy.bench.report import format_table, unprepared_notes
+from cloutsy.bench.runner import stack_order
 from cloutsy.config import Settings
 from cloutsy.db import PooledDatabase, connection_url
 from cloutsy.models import Influencer, InfluencerNiche, Niche
@@ -194,7 +185,7 @@ def test_compare_answers_reports_status_and_body_differences() -> None:
 
 def test_answers_keeps_only_items_of_list_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     pages = {"/l": (200, {"items": [{"id": 1}], "nextCursor": "opaque"}), "/x": (404, {})}
-    monkeypatch.setattr("cloutsy.bench.runner.fetch", lambda base, path: pages[path])
+    monkeypatch.setattr("cloutsy.bench.compare.fetch", lambda base, path: pages[path])
 
     got = answers("http://h", ["/l", "/x"])
 
@@ -208,27 +199,22 @@ def test_rounds_rotate_the_order_of_stacks() -> None:
     assert orders[0] == ["service", "baseline", "constant"]  # the JSON check needs service first
     assert [o[0] for o in orders[:3]] == ["service", "baseline", "constant"]
     assert orders[3] == orders[0]
-    assert stack_order(2, with_service=False) == ["constant", "baseline"]
 
 
 def test_the_report_says_what_prepared_statements_off_cost_the_reads() -> None:
-    from cloutsy.bench.runner import UNPREPARED, Row, _unprepared_notes
-
     rows = [
         Row("by id", "service", 2000.0, 1.0, 2.0, 0, 2.5),
         Row("by id", UNPREPARED, 1500.0, 1.2, 2.5, 0, 1.875),
         Row("by niche", "service", 800.0, 1.0, 2.0, 0, 2.6),
         Row("by niche", UNPREPARED, 720.0, 1.1, 2.2, 1, 2.34),
     ]
-    (note,) = _unprepared_notes(rows)
+    (note,) = unprepared_notes(rows)
     assert "by id: 0.75x the prepared service's req/s (1.88x baseline, 0 errors)" in note
     assert "by niche: 0.90x" in note and "1 errors" in note
-    assert _unprepared_notes(rows[:1]) == []
+    assert unprepared_notes(rows[:1]) == []
 
 
 def test_the_304_row_is_compared_with_the_baselines_full_read() -> None:
-    from cloutsy.bench.runner import REVALIDATE
-
     rounds = [
         {
             ("by id", "service"): _result(1000, 4.0),
@@ -244,7 +230,7 @@ def test_revalidation_tag_checks_the_server_answers_an_empty_304(committed, wsgi
     import threading
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-    from cloutsy.bench.runner import revalidation_tag
+    from cloutsy.bench.compare import revalidation_tag
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, *args: object) -> None:
