@@ -17,8 +17,8 @@ import time
 import psycopg2
 import pytest
 
-from tests.engines import ONE_ADDRESS, Cluster
-from tests.test_server import http, start_server
+from tests.engines import ONE_ADDRESS, Cluster, make_cluster, make_replica, start_server
+from tests.test_server import http
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +27,11 @@ DB = "cloutsy_failover"
 
 @pytest.fixture
 def pair():
-    primary = Cluster.create("fo-primary")
+    primary = make_cluster("fo-primary")
     replica = None
     try:
         primary.sql(f"CREATE DATABASE {DB}")
-        replica = Cluster.replica_of(primary, "fo-replica")
+        replica = make_replica(primary, "fo-replica")
         primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
         primary.sql("SELECT pg_reload_conf()")
         deadline = time.monotonic() + 10

@@ -13,7 +13,8 @@ import pytest
 from cloutsy import migrations
 from cloutsy.api import ops
 from tests.conftest import truncate_all
-from tests.test_server import ROOT, http, start_server
+from tests.engines import start_server
+from tests.test_server import ROOT, http
 
 
 @pytest.fixture

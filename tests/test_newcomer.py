@@ -87,7 +87,8 @@ def test_the_readme_curl_session_runs_as_written(pool, tmp_path):
     import subprocess
 
     from tests.conftest import truncate_all
-    from tests.test_server import ROOT, start_server
+    from tests.engines import start_server
+    from tests.test_server import ROOT
 
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"### A first session with `curl`.*?```sh\n(.*?)```", readme, re.S)

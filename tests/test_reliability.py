@@ -15,7 +15,8 @@ import psycopg2
 import pytest
 
 from cloutsy import embedded
-from tests.test_server import http, start_server
+from tests.engines import start_server
+from tests.test_server import http
 
 pytestmark = pytest.mark.slow
 

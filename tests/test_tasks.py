@@ -368,7 +368,7 @@ def test_the_secret_key_warning_is_logged_once_per_process(caplog, monkeypatch):
 
 @pytest.mark.slow
 def test_serve_warns_once_and_explains_its_threads_instead_of_granian(pool, tmp_path):
-    from tests.test_server import start_server
+    from tests.engines import start_server
 
     server = start_server(tmp_path, CLOUTSY_SECRET_KEY="")
     try:
