@@ -1,8 +1,8 @@
 """The load generator: wrk runs with the bench's shape, their results, and the statistics.
 
-wrk runs 16 connections on 2 threads, a discarded warm-up, then the measured seconds; its
-Lua `done()` hook (`report.lua`, appended to each script) prints one `BENCH {...}` line
-that `parse_wrk` reads. Rounds are summarised as medians, errors summed.
+wrk runs 16 connections on 2 threads, a discarded warm-up, then the measured seconds.
+Each request script runs between `threads.lua` (numbers the threads) and `report.lua`,
+whose `done()` hook prints one `BENCH {...}` line that `parse_wrk` reads. Rounds are summarised as medians, errors summed.
 """
 
 from __future__ import annotations
@@ -149,11 +149,11 @@ class Wrk:
     workdir: Path
 
     def script(self, name: str) -> Path:
-        """`name`.lua with the shared `done()` reporter appended, written to workdir."""
+        """`name`.lua between the shared `threads.lua` and `report.lua`, written to workdir."""
         path = self.workdir / f"{name}.run.lua"
         if not path.exists():
-            text = (HERE / f"{name}.lua").read_text() + "\n" + (HERE / "report.lua").read_text()
-            path.write_text(text)
+            parts = ("threads.lua", f"{name}.lua", "report.lua")
+            path.write_text("\n".join((HERE / part).read_text() for part in parts))
         return path
 
     def paths_file(self, name: str, paths: Sequence[str]) -> Path:
