@@ -22,7 +22,11 @@ from cloutsy.config import PROJECT_ROOT
 from cloutsy.debian import ensure_binary
 from cloutsy.ports import free_port, listening, poll
 
-__all__ = ["ROOT", "Cluster", "free_port", "start_server", "wait_healthy"]
+# What the tests use from here (the package's starters with the tests' defaults).
+__all__ = [
+    "ONE_ADDRESS", "ROOT", "Balancer", "Bouncer", "Cluster", "haproxy_config", "make_cluster",
+    "make_replica", "start_server", "wait_healthy", "wait_replayed",
+]  # fmt: skip
 
 ROOT = PROJECT_ROOT
 BASE = ROOT / ".cloutsy" / "scale"

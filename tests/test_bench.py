@@ -1,11 +1,15 @@
 """The bench's own parts: the psycopg2 baseline speaks the contract, wrk output parses,
-medians and ratios come out right. No timing is asserted here: that is `invoke bench`.
+medians and ratios come out right, the one server starter waits for /health and says why
+a server never came up. No timing is asserted here: that is `invoke bench`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -17,9 +21,11 @@ from cloutsy.bench.compare import answers, compare_answers, first_difference, no
 from cloutsy.bench.load import REVALIDATE, UNPREPARED, Row, WrkResult, parse_wrk, summarise
 from cloutsy.bench.report import format_table, unprepared_notes
 from cloutsy.bench.runner import stack_order
+from cloutsy.bench.servers import Server, healthy
 from cloutsy.config import Settings
 from cloutsy.db import PooledDatabase, connection_url
 from cloutsy.models import Influencer, InfluencerNiche, Niche
+from cloutsy.ports import free_port, listening
 
 # Captured from `wrk -t2 -c16 -d1s -s paths.lua+report.lua` against the constant app.
 WRK_OUTPUT = """\
@@ -252,3 +258,29 @@ def test_revalidation_tag_checks_the_server_answers_an_empty_304(committed, wsgi
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_server_that_exits_at_start_up_says_so_with_its_last_log_line(tmp_path) -> None:
+    argv = [sys.executable, "-c", "print('no database here'); raise SystemExit(3)"]
+    server = Server("broken", argv, os.environ, free_port(), tmp_path)
+
+    with pytest.raises(BenchError, match="broken exited at start-up .*: no database here"):
+        server.start(timeout=30)
+
+    assert server.process is not None and server.process.returncode == 3
+
+
+def test_a_server_is_ready_once_health_answers_and_stops_on_sigterm(tmp_path) -> None:
+    port = free_port()
+    serve = (
+        "from wsgiref.simple_server import make_server\n"
+        "from cloutsy.bench import constant\n"
+        f"make_server('127.0.0.1', {port}, constant.app).serve_forever()\n"
+    )
+    server = Server("constant", [sys.executable, "-c", serve], os.environ, port, tmp_path)
+
+    with server:
+        assert healthy(server.url)
+
+    assert server.process is not None and server.process.returncode == -signal.SIGTERM
+    assert not healthy(server.url) and not listening(port)

@@ -2,7 +2,8 @@
 
 wrk runs 16 connections on 2 threads, a discarded warm-up, then the measured seconds.
 Each request script runs between `threads.lua` (numbers the threads) and `report.lua`,
-whose `done()` hook prints one `BENCH {...}` line that `parse_wrk` reads. Rounds are summarised as medians, errors summed.
+whose `done()` hook prints one `BENCH {...}` line that `parse_wrk` reads. Rounds are
+summarised as medians, errors summed.
 """
 
 from __future__ import annotations
