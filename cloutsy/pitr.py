@@ -25,7 +25,6 @@ import os
 import pwd
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +51,7 @@ from cloutsy.backup import (
 from cloutsy.config import Settings
 from cloutsy.db import connection_url
 from cloutsy.errors import BadRequest, Unavailable
+from cloutsy.ports import free_port
 from cloutsy.progress import Say
 
 RECOVERY_KEYS = ("restore_command", "recovery_target_time", "recovery_target_action")
@@ -238,12 +238,6 @@ def switch_wal(settings: Settings, timeout: float = 30.0) -> None:
 # --- base backups ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def scratch_cluster(
     settings: Settings,
@@ -271,7 +265,7 @@ def scratch_cluster(
         prepare(work)
     work.chmod(0o700)
     _chown_tree(work, user)
-    port = _free_port()
+    port = free_port()
     options = f"-c port={port} -c listen_addresses='' -k {shlex.quote(str(work))}"
     if not archive:
         options += " -c archive_mode=off"

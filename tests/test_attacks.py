@@ -453,7 +453,7 @@ def test_odd_but_legal_input_is_never_a_500(client, path):
 def public_server(pool, tmp_path):
     """`invoke serve` listening on 0.0.0.0 in development, two workers, small limits."""
     from tests.conftest import truncate_all
-    from tests.test_server import start_server
+    from tests.engines import start_server
 
     truncate_all(pool)
     server = start_server(
@@ -522,8 +522,8 @@ def test_serve_refuses_to_start_unsafely_with_one_line(env, named):
     import subprocess
     import sys
 
+    from cloutsy.ports import free_port
     from tests.helpers import ROOT
-    from tests.test_server import free_port
 
     base = {
         k: v

@@ -22,7 +22,14 @@ import time
 import pytest
 
 from tests.conftest import truncate_all
-from tests.engines import ROOT, Balancer, Instance, haproxy_config, wait_healthy
+from tests.engines import (
+    ONE_ADDRESS,
+    ROOT,
+    Balancer,
+    haproxy_config,
+    start_server,
+    wait_healthy,
+)
 from tests.helpers import Background, http, influencer_body, wait_until
 
 CHECK_MS = 300  # health-check interval; a host is out after 2 failed checks ("fall 2")
@@ -32,8 +39,8 @@ CHECK_MS = 300  # health-check interval; a host is out after 2 failed checks ("f
 def hosts(pool, tmp_path_factory):
     truncate_all(pool)
     log_dir = tmp_path_factory.mktemp("hosts")
-    first = Instance(log_dir, CLOUTSY_WORKERS="1")
-    second = Instance(log_dir, CLOUTSY_WORKERS="1")
+    first = start_server(log_dir, CLOUTSY_WORKERS="1", CLOUTSY_RATE_LIMITS=ONE_ADDRESS)
+    second = start_server(log_dir, CLOUTSY_WORKERS="1", CLOUTSY_RATE_LIMITS=ONE_ADDRESS)
     balancer = Balancer([first.port, second.port], check_ms=CHECK_MS)
     try:
         wait_healthy(balancer.url)

@@ -1,34 +1,31 @@
 """The bench's own parts: the psycopg2 baseline speaks the contract, wrk output parses,
-medians and ratios come out right. No timing is asserted here: that is `invoke bench`.
+medians and ratios come out right, the one server starter waits for /health and says why
+a server never came up. No timing is asserted here: that is `invoke bench`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import sys
 from collections.abc import Iterator
 
 import pytest
 from webtest import TestApp
 
-from cloutsy.bench import constant
+from cloutsy.bench import BenchError, constant
 from cloutsy.bench.baseline import BaselineApp
-from cloutsy.bench.runner import (
-    BenchError,
-    Row,
-    WrkResult,
-    answers,
-    compare_answers,
-    first_difference,
-    format_table,
-    normalise,
-    parse_wrk,
-    stack_order,
-    summarise,
-)
+from cloutsy.bench.compare import answers, compare_answers, first_difference, normalise
+from cloutsy.bench.load import REVALIDATE, UNPREPARED, Row, WrkResult, parse_wrk, summarise
+from cloutsy.bench.report import format_table, unprepared_notes
+from cloutsy.bench.runner import stack_order
+from cloutsy.bench.servers import Server, healthy
 from cloutsy.config import Settings
 from cloutsy.db import PooledDatabase, connection_url
 from cloutsy.models import Influencer, InfluencerNiche, Niche
+from cloutsy.ports import free_port, listening
 
 # Captured from `wrk -t2 -c16 -d1s -s paths.lua+report.lua` against the constant app.
 WRK_OUTPUT = """\
@@ -194,7 +191,7 @@ def test_compare_answers_reports_status_and_body_differences() -> None:
 
 def test_answers_keeps_only_items_of_list_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     pages = {"/l": (200, {"items": [{"id": 1}], "nextCursor": "opaque"}), "/x": (404, {})}
-    monkeypatch.setattr("cloutsy.bench.runner.fetch", lambda base, path: pages[path])
+    monkeypatch.setattr("cloutsy.bench.compare.fetch", lambda base, path: pages[path])
 
     got = answers("http://h", ["/l", "/x"])
 
@@ -208,27 +205,22 @@ def test_rounds_rotate_the_order_of_stacks() -> None:
     assert orders[0] == ["service", "baseline", "constant"]  # the JSON check needs service first
     assert [o[0] for o in orders[:3]] == ["service", "baseline", "constant"]
     assert orders[3] == orders[0]
-    assert stack_order(2, with_service=False) == ["constant", "baseline"]
 
 
 def test_the_report_says_what_prepared_statements_off_cost_the_reads() -> None:
-    from cloutsy.bench.runner import UNPREPARED, Row, _unprepared_notes
-
     rows = [
         Row("by id", "service", 2000.0, 1.0, 2.0, 0, 2.5),
         Row("by id", UNPREPARED, 1500.0, 1.2, 2.5, 0, 1.875),
         Row("by niche", "service", 800.0, 1.0, 2.0, 0, 2.6),
         Row("by niche", UNPREPARED, 720.0, 1.1, 2.2, 1, 2.34),
     ]
-    (note,) = _unprepared_notes(rows)
+    (note,) = unprepared_notes(rows)
     assert "by id: 0.75x the prepared service's req/s (1.88x baseline, 0 errors)" in note
     assert "by niche: 0.90x" in note and "1 errors" in note
-    assert _unprepared_notes(rows[:1]) == []
+    assert unprepared_notes(rows[:1]) == []
 
 
 def test_the_304_row_is_compared_with_the_baselines_full_read() -> None:
-    from cloutsy.bench.runner import REVALIDATE
-
     rounds = [
         {
             ("by id", "service"): _result(1000, 4.0),
@@ -244,7 +236,7 @@ def test_revalidation_tag_checks_the_server_answers_an_empty_304(committed, wsgi
     import threading
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-    from cloutsy.bench.runner import revalidation_tag
+    from cloutsy.bench.compare import revalidation_tag
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -266,3 +258,29 @@ def test_revalidation_tag_checks_the_server_answers_an_empty_304(committed, wsgi
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_server_that_exits_at_start_up_says_so_with_its_last_log_line(tmp_path) -> None:
+    argv = [sys.executable, "-c", "print('no database here'); raise SystemExit(3)"]
+    server = Server("broken", argv, os.environ, free_port(), tmp_path)
+
+    with pytest.raises(BenchError, match="broken exited at start-up .*: no database here"):
+        server.start(timeout=30)
+
+    assert server.process is not None and server.process.returncode == 3
+
+
+def test_a_server_is_ready_once_health_answers_and_stops_on_sigterm(tmp_path) -> None:
+    port = free_port()
+    serve = (
+        "from wsgiref.simple_server import make_server\n"
+        "from cloutsy.bench import constant\n"
+        f"make_server('127.0.0.1', {port}, constant.app).serve_forever()\n"
+    )
+    server = Server("constant", [sys.executable, "-c", serve], os.environ, port, tmp_path)
+
+    with server:
+        assert healthy(server.url)
+
+    assert server.process is not None and server.process.returncode == -signal.SIGTERM
+    assert not healthy(server.url) and not listening(port)

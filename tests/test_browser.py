@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.test_server import free_port, start_server
+from cloutsy.ports import free_port
+from tests.engines import start_server
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>cors</title><pre id="out">pending</pre>
 <script>

@@ -17,9 +17,8 @@ import time
 import psycopg2
 import pytest
 
-from tests.engines import ONE_ADDRESS, Cluster
+from tests.engines import ONE_ADDRESS, Cluster, make_cluster, make_replica, start_server
 from tests.helpers import Background, http, influencer_body, wait_until
-from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +27,11 @@ DB = "cloutsy_failover"
 
 @pytest.fixture
 def pair():
-    primary = Cluster.create("fo-primary")
+    primary = make_cluster("fo-primary")
     replica = None
     try:
         primary.sql(f"CREATE DATABASE {DB}")
-        replica = Cluster.replica_of(primary, "fo-replica")
+        replica = make_replica(primary, "fo-replica")
         primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
         primary.sql("SELECT pg_reload_conf()")
         synchronous = "SELECT count(*) = 1 FROM pg_stat_replication WHERE sync_state = 'sync'"

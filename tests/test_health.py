@@ -12,8 +12,8 @@ import pytest
 from cloutsy import migrations
 from cloutsy.api import ops
 from tests.conftest import truncate_all
+from tests.engines import start_server
 from tests.helpers import ROOT, http, wait_until
-from tests.test_server import start_server
 
 
 @pytest.fixture

@@ -87,8 +87,8 @@ def test_the_readme_curl_session_runs_as_written(pool, tmp_path):
     import subprocess
 
     from tests.conftest import truncate_all
+    from tests.engines import start_server
     from tests.helpers import ROOT
-    from tests.test_server import start_server
 
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"### A first session with `curl`.*?```sh\n(.*?)```", readme, re.S)

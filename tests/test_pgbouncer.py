@@ -18,9 +18,8 @@ import time
 
 import pytest
 
-from tests.engines import ONE_ADDRESS, ROOT, Bouncer, Cluster
+from tests.engines import ONE_ADDRESS, ROOT, Bouncer, Cluster, make_cluster, start_server
 from tests.helpers import http, influencer_body
-from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +32,7 @@ API_TESTS = ["tests/test_api.py", "tests/test_otp.py", "tests/test_access.py"]
 @pytest.fixture(scope="module")
 def bounced():
     """A private cluster logging every statement, the app's role set up for PgBouncer."""
-    cluster = Cluster.create("pgb-primary", log_statement="'all'", log_min_messages="warning")
+    cluster = make_cluster("pgb-primary", log_statement="'all'", log_min_messages="warning")
     bouncer = None
     try:
         cluster.sql(f"CREATE DATABASE {DB}")
@@ -49,7 +48,7 @@ def bounced():
 
 
 def statements(cluster: Cluster) -> list[str]:
-    log = (cluster.datadir.parent / "server.log").read_text(errors="replace")
+    log = cluster.log.read_text(errors="replace")
     return re.findall(r"statement: (.*)", log)
 
 

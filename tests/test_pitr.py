@@ -1,9 +1,9 @@
 """Point-in-time recovery and restore drills on real servers (slow).
 
 On a throwaway embedded PostgreSQL 16 and on a throwaway Debian PostgreSQL 15 cluster
-(under the worktree, run as the `postgres` OS user, on a free port; never the shared
-server): take a base backup, write A, note T, write B, restore to T — A is there, B is
-not, and the service (the real WSGI app) serves from the restored cluster. Then the
+(`cloutsy.clusters`, under the worktree, on a free port; never the shared server): take
+a base backup, write A, note T, write B, restore to T — A is there, B is not, and the
+service (the real WSGI app) serves from the restored cluster. Then the
 drills: the base backup and a dump verify against their manifests, and a corrupted one
 of each fails.
 """
@@ -13,10 +13,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import shutil
 import stat
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,14 +23,12 @@ from pathlib import Path
 import pytest
 
 from cloutsy import backup, catalogue, embedded, migrations, pitr
+from cloutsy.clusters import Cluster
 from cloutsy.config import PROJECT_ROOT, Settings
 from cloutsy.db import database, init_database
 from cloutsy.models import Influencer
-from tests.test_server import free_port
 
 pytestmark = pytest.mark.slow
-
-PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 @contextlib.contextmanager
@@ -162,83 +158,23 @@ def _defaults() -> dict:
     return fields
 
 
-def _as_postgres(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True, user="postgres", timeout=120)
-
-
-def ensure_postgresql_15() -> None:
-    """Install Debian's PostgreSQL 15 binaries when missing (a fresh CI machine), without
-    the `main` cluster Debian would otherwise create and start on port 5432.
-    """
-    if (PG15_BIN / "initdb").exists():
-        return
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        pytest.fail("Debian's PostgreSQL 15 is missing: apt-get install postgresql-15")
-    conf = Path("/etc/postgresql-common/createcluster.conf")
-    if not conf.exists():
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text("create_main_cluster = false\n")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [
-        apt,
-        "install",
-        "-y",
-        "-qq",
-        "-o",
-        "Dpkg::Options::=--force-confold",
-        "postgresql-15",
-    ]
-    for argv in ([apt, "update", "-qq"], install):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, (argv, done.stderr[-2000:])
-    assert (PG15_BIN / "initdb").exists()
-
-
 @pytest.fixture
-def pg15_cluster() -> Iterator[tuple[Path, int]]:
+def pg15_cluster() -> Iterator[Cluster]:
     """A throwaway PostgreSQL 15 cluster under the worktree, on a free port; removed after."""
-    ensure_postgresql_15()
     root = PROJECT_ROOT / ".cloutsy"
     root.mkdir(exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="pg15-pitr-", dir=root))
-    base.chmod(0o755)
-    pgdata = base / "data"
-    port = free_port()
-    os.chown(base, *_ids("postgres"))
-    _as_postgres(str(PG15_BIN / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres")
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {base}"
-    _as_postgres(
-        str(PG15_BIN / "pg_ctl"),
-        "-D",
-        str(pgdata),
-        "-w",
-        "-l",
-        str(base / "log"),
-        "-o",
-        options,
-        "start",
-    )
+    cluster = Cluster.create(base / "data", 15, progress=lambda _: None)
     try:
-        yield pgdata, port
+        yield cluster
     finally:
-        for data in [pgdata, *base.glob("data.*")]:
-            with contextlib.suppress(Exception):
-                _as_postgres(str(PG15_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _ids(user: str) -> tuple[int, int]:
-    import pwd
-
-    entry = pwd.getpwnam(user)
-    return entry.pw_uid, entry.pw_gid
+        cluster.remove()
 
 
 def test_pitr_on_a_postgresql_15_cluster(pg15_cluster):
-    pgdata, port = pg15_cluster
-    url = f"postgresql://postgres@127.0.0.1:{port}/i15_pitr"
-    embedded.ensure_database(f"postgresql://postgres@127.0.0.1:{port}/postgres", "i15_pitr")
+    pgdata = pg15_cluster.datadir
+    url = pg15_cluster.url("i15_pitr")
+    embedded.ensure_database(pg15_cluster.url(), "i15_pitr")
     settings = Settings(
         **{
             **_defaults(),

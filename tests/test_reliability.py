@@ -15,8 +15,8 @@ import psycopg2
 import pytest
 
 from cloutsy import embedded
+from tests.engines import start_server
 from tests.helpers import Background, http, influencer_body, lock_waiters, wait_until
-from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,8 @@ import time
 
 import pytest
 
-from tests.engines import ONE_ADDRESS, Cluster, wait_replayed
+from tests.engines import ONE_ADDRESS, make_cluster, make_replica, start_server, wait_replayed
 from tests.helpers import http, influencer_body, wait_until
-from tests.test_server import start_server
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +26,11 @@ MAX_LAG_S = 1.0
 
 @pytest.fixture(scope="module")
 def pair():
-    primary = Cluster.create("rep-primary")
+    primary = make_cluster("rep-primary")
     replica = None
     try:
         primary.sql(f"CREATE DATABASE {DB}")
-        replica = Cluster.replica_of(primary, "rep-replica")
+        replica = make_replica(primary, "rep-replica")
         yield primary, replica
     finally:
         if replica is not None:

@@ -324,8 +324,8 @@ def test_a_fresh_clone_serves_as_the_app_role_with_nothing_configured(tmp_path):
     import json
 
     from cloutsy import embedded
+    from tests.engines import start_server
     from tests.helpers import http
-    from tests.test_server import start_server
 
     data = tmp_path / "data"
     server = start_server(tmp_path, CLOUTSY_DATA_DIR=str(data), POSTGRES_DB="", CLOUTSY_WORKERS="1")

@@ -15,7 +15,7 @@ import pytest
 
 from cloutsy import replicas
 from cloutsy.db import PooledDatabase, connect_params, connection_url
-from tests.test_server import free_port
+from cloutsy.ports import free_port
 
 
 def lag(history, replayed, primary_lsn, since_replay=None):

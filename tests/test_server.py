@@ -7,69 +7,16 @@ schema, stateful links from sign-up to detail).
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, truncate_all
+from tests.conftest import truncate_all
+from tests.engines import start_server
 from tests.helpers import ROOT, http, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(self, port: int, process: subprocess.Popen, log: Path, handle) -> None:
-        self.port, self.process, self.log, self.handle = port, process, log, handle
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=20)
-        self.handle.close()
-        return code
-
-
-def start_server(tmp: Path, **env_extra: str) -> LiveServer:
-    port = free_port()
-    log = tmp / f"serve-{port}.log"
-    env = dict(
-        os.environ, CLOUTSY_PORT=str(port), CLOUTSY_WORKERS="2", CLOUTSY_ADMIN_TOKEN=ADMIN_TOKEN
-    )
-    env.update(env_extra)
-    handle = log.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if http("GET", f"http://127.0.0.1:{port}/health")[0] == 200:
-                return LiveServer(port, process, log, handle)
-        except OSError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    process.kill()
-    process.wait()
-    handle.close()
-    raise AssertionError(f"server did not start:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")

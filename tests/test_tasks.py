@@ -21,7 +21,7 @@ import pytest
 from invoke import Exit
 
 from cloutsy import backup, catalogue, embedded, migrations, reports
-from cloutsy.bench.runner import parse_wrk
+from cloutsy.bench.load import parse_wrk
 from cloutsy.config import load_settings
 from cloutsy.db import database, init_database, wait_for_database
 from cloutsy.errors import TaskError, Unavailable
@@ -370,7 +370,7 @@ def test_the_secret_key_warning_is_logged_once_per_process(caplog, monkeypatch):
 
 @pytest.mark.slow
 def test_serve_warns_once_and_explains_its_threads_instead_of_granian(pool, tmp_path):
-    from tests.test_server import start_server
+    from tests.engines import start_server
 
     server = start_server(tmp_path, CLOUTSY_SECRET_KEY="")
     try:

@@ -1,12 +1,6 @@
 -- GET a random path from a file (one path a line): ids, niche pages, searches, cursors.
--- Usage: wrk -s paths.lua URL -- PATHS_FILE
+-- Usage: wrk -s threads.lua+paths.lua+report.lua URL -- PATHS_FILE (as `load.Wrk` runs it)
 local paths = {}
-local next_thread = 1
-
-function setup(thread)
-  thread:set("thread_number", next_thread)
-  next_thread = next_thread + 1
-end
 
 function init(args)
   for line in io.lines(args[1]) do

@@ -1,5 +1,5 @@
 -- POST sign-ups with a unique username, email and phone on every request.
--- Usage: wrk -s signup.lua URL -- KIND NONCE NICHE_IDS
+-- Usage: wrk -s threads.lua+signup.lua+report.lua URL -- KIND NONCE NICHE_IDS (`load.Wrk`)
 --   KIND: influencers | brands; NONCE: two digits unique to this run (keeps runs apart);
 --   NICHE_IDS: comma-separated ids, each request links three of them.
 -- Phones are +91 P NONCE THREAD COUNTER (10 national digits, valid Indian mobiles), with
@@ -8,12 +8,6 @@
 local kind, nonce
 local niches = {}
 local counter = 0
-local next_thread = 1
-
-function setup(thread)
-  thread:set("thread_number", next_thread)
-  next_thread = next_thread + 1
-end
 
 function init(args)
   kind, nonce = args[1], args[2]
