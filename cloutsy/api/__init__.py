@@ -6,15 +6,27 @@ import bottle
 
 from cloutsy import crypto, replicas
 from cloutsy.api import accounts, auth_routes, cors, endpoints, http, metrics, niches, ops
+from cloutsy.api.hot_reads import HotReads
 from cloutsy.config import Settings
 from cloutsy.db import current
 from cloutsy.services.limits import Limiter
 
 
-def create_app(settings: Settings) -> bottle.Bottle:
+class App(bottle.Bottle):
+    """The bottle app, with the hottest reads answered first without bottle (hot_reads.py)."""
+
+    hot: HotReads | None = None
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        hot = self.hot
+        answer = hot(environ, start_response) if hot is not None else None
+        return answer if answer is not None else self.wsgi(environ, start_response)
+
+
+def create_app(settings: Settings) -> App:
     """A configured app; the database proxy must already be initialised (`init_database`)."""
     crypto.configure(settings)  # the PII keys of these settings, for every request
-    app = bottle.Bottle()
+    app = App()
     app.config["json.disable"] = True  # routes return JSON text or bytes themselves
     app.config["cloutsy.settings"] = settings
     http.install(app)
@@ -32,4 +44,5 @@ def create_app(settings: Settings) -> bottle.Bottle:
         for replica in replicas.current.replicas:
             replica.pool.query_observer = metrics.observe_query
             metrics.observe_replica(replica.name, replica.up, replica.lag_s)
+    app.hot = HotReads(app, settings.cors_origins)
     return app

@@ -30,6 +30,19 @@ def created(kind: AccountKind, account_id: int, body: str) -> str:
     return body
 
 
+def page(kind: AccountKind, query: str | None = None) -> str:
+    """A page of public views for this request's query string (or `query`): `GET /{plural}`."""
+    return queries.page_json(kind, query_as(ListQuery, query))
+
+
+def view(kind: AccountKind, account_id: int, private: bool = False) -> str:
+    """One active account's view: `GET /{plural}/{id}`; 404 when there is none."""
+    body = queries.account_json(kind, account_id, private)
+    if body is None:
+        raise NotFound(f"no such {kind.name}")
+    return body
+
+
 def register(api: Api, settings: Settings) -> None:
     for kind in KINDS.values():
         _register_kind(api, settings, kind)
@@ -101,7 +114,7 @@ def _register_kind(api: Api, settings: Settings, kind: AccountKind) -> None:
         cache="revalidate",
     )
     def browse() -> str:
-        return queries.page_json(kind, query_as(ListQuery))
+        return page(kind)
 
     @api.route(
         "GET",
@@ -118,9 +131,7 @@ def _register_kind(api: Api, settings: Settings, kind: AccountKind) -> None:
         account_id = path_id(id)
         who = auth.caller(settings)
         private_view = who is not None and (who.is_admin or who.owns(kind.name, account_id))
-        body = queries.account_json(kind, account_id, private_view)
-        if body is None:
-            raise NotFound(f"no such {kind.name}")
+        body = view(kind, account_id, private_view)
         if private_view:
             private_answer()
         return body

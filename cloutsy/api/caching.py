@@ -43,9 +43,29 @@ def matches(if_none_match: str, etag: str) -> bool:
     return False
 
 
+def validators(
+    body: bytes, cache_control: str, vary_auth: bool, if_none_match: str | None
+) -> tuple[bool, list[tuple[str, str]]]:
+    """(not modified?, the caching headers) of a 200 GET answer with `body`.
+
+    The one statement of the rules: both the bottle path (`finisher`) and the hot reads
+    (`hot_reads.py`) answer with these headers.
+    """
+    etag = etag_of(body)
+    headers = [("ETag", etag), ("Cache-Control", cache_control)]
+    if vary_auth:
+        headers.append(("Vary", "Authorization"))
+    return bool(if_none_match) and matches(if_none_match or "", etag), headers
+
+
+def policy_of(policy: str | None) -> str:
+    """The Cache-Control value of a route's cache policy (private when it names none)."""
+    return POLICIES[policy] if policy else PRIVATE
+
+
 def finisher(policy: str | None, vary_auth: bool) -> Callable[[Any], Any]:
     """The step that completes a GET handler's answer: validators, caching, 304."""
-    cache_control = POLICIES[policy] if policy else PRIVATE
+    cache_control = policy_of(policy)
 
     def finish(out: Any) -> Any:
         resp = bottle.response
@@ -56,13 +76,13 @@ def finisher(policy: str | None, vary_auth: bool) -> Callable[[Any], Any]:
         elif not isinstance(out, bytes):
             return out
         environ = bottle.request.environ
-        etag = etag_of(out)
-        resp.set_header("ETag", etag)
-        resp.set_header("Cache-Control", PRIVATE if PRIVATE_MARK in environ else cache_control)
-        if vary_auth:
-            resp.set_header("Vary", "Authorization")
-        condition = environ.get("HTTP_IF_NONE_MATCH")
-        if condition and matches(condition, etag):
+        private = PRIVATE_MARK in environ
+        not_modified, headers = validators(
+            out, PRIVATE if private else cache_control, vary_auth, environ.get("HTTP_IF_NONE_MATCH")
+        )
+        for name, value in headers:
+            resp.set_header(name, value)
+        if not_modified:
             resp.status = 304
             del resp.content_type
             return b""

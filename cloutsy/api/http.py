@@ -92,7 +92,15 @@ def json_body(payload: Any, status: int = 200) -> bytes:
 # --- the plugin --------------------------------------------------------------------------
 
 
-def _request_id(environ: dict[str, Any]) -> str:
+# An outcome the hot reads (hot_reads.py) met and left for the plugin to answer.
+PENDING = "cloutsy.pending"
+
+
+def request_id(environ: dict[str, Any]) -> str:
+    """This request's id: the caller's `X-Request-Id` when well-formed, else a new one."""
+    known: str | None = environ.get("cloutsy.request_id")
+    if known is not None:  # the hot reads gave it one before handing the request over
+        return known
     incoming = environ.get("HTTP_X_REQUEST_ID", "")
     # 32 random hex digits, like uuid4().hex without building a UUID (~3 us a request).
     rid = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
@@ -161,6 +169,9 @@ class RequestPlugin:
             code = None
             opened = False
             try:
+                pending = environ.pop(PENDING, None)
+                if pending is not None:  # what the hot reads met, answered as if raised here
+                    raise pending
                 if any(CONTROL.search(v) for v in kwargs.values() if isinstance(v, str)):
                     raise NotFound("no such resource")
                 if needs_db and database.is_closed():
@@ -240,7 +251,7 @@ def install(app: bottle.Bottle) -> None:
 
     @app.hook("before_request")
     def assign_request_id() -> None:
-        _request_id(bottle.request.environ)
+        request_id(bottle.request.environ)
 
     @app.hook("after_request")
     def tag_response() -> None:
@@ -289,14 +300,17 @@ def body_as(model: type[M]) -> M:
     return parse(model, read_body())
 
 
-def query_as(model: type[M]) -> M:
-    """The query string validated into `model` (400 bad_request naming the first bad value)."""
-    return parse_query(model, query_params(parameter_names(model)))
+def query_as(model: type[M], raw: str | None = None) -> M:
+    """The query string (this request's, or `raw`) validated into `model` (400 bad_request
+    naming the first bad value)."""
+    return parse_query(model, query_params(parameter_names(model), raw))
 
 
-def query_params(allowed: set[str]) -> dict[str, list[str]]:
-    """The query string as name -> values; 400 for a name not in `allowed` or a NUL byte."""
-    raw = bottle.request.environ.get("QUERY_STRING", "")
+def query_params(allowed: set[str], raw: str | None = None) -> dict[str, list[str]]:
+    """The query string (this request's, or `raw`) as name -> values; 400 for a name not in
+    `allowed` or a NUL byte."""
+    if raw is None:
+        raw = bottle.request.environ.get("QUERY_STRING", "")
     try:
         pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=50, errors="strict")
     except (ValueError, UnicodeDecodeError):
