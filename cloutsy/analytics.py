@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -477,7 +478,7 @@ def query_timings(
             with count_statements() as seen:
                 query(p)
             statements = sum(not _is_prepare(sql) for sql, _ in seen)
-            timings = _time(lambda q=query: q(p), repeat, budget_s / len(chosen))
+            timings = _time(functools.partial(query, p), repeat, budget_s / len(chosen))
             rows.append(_percentiles(name, timings, statements=statements))
     return pd.DataFrame(rows)
 
@@ -544,7 +545,8 @@ def _orm_page(niche_id: int | None, limit: int = 20) -> list[dict[str, Any]]:
             InfluencerNiche.niche == niche_id
         )
         query = query.where(Influencer.id.in_(linked))
-    return list(query.order_by(Influencer.id.desc()).limit(limit).dicts())
+    rows = query.order_by(Influencer.id.desc()).limit(limit).dicts()
+    return list(cast(Iterable[dict[str, Any]], rows))  # peewee's hints type .dicts() rows as models
 
 
 def _raw_page(niche_id: int | None, limit: int = 20) -> list[dict[str, Any]]:
@@ -579,7 +581,7 @@ def orm_vs_raw(repeat: int = 50, budget_s: float = 0.6) -> pd.DataFrame:
         for name, orm, raw in pairs:
             for method, call in (("orm", orm), ("raw sql", raw)):
                 call(p)  # warm up
-                timings = _time(lambda f=call: f(p), repeat, share)
+                timings = _time(functools.partial(call, p), repeat, share)
                 rows.append(_percentiles(name, timings, method=method))
     return pd.DataFrame(rows)
 
@@ -589,7 +591,11 @@ def _page_with_niches_lazy(limit: int) -> list[tuple[int, list[str]]]:
     # Only the id: the analyst's role may not read PII columns (CONTRACT §9).
     page = Influencer.select(Influencer.id).where(Influencer.is_active)
     page = page.order_by(Influencer.id.desc())
-    return [(i.id, sorted(link.niche.name for link in i.niche_links)) for i in page.limit(limit)]
+    # niche_links: the backref peewee adds to Influencer when the link model is defined.
+    return [
+        (i.id, sorted(link.niche.name for link in i.niche_links))  # type: ignore[attr-defined]
+        for i in page.limit(limit)
+    ]
 
 
 def _page_with_niches_eager(limit: int) -> list[tuple[int, list[str]]]:
@@ -608,7 +614,7 @@ def eager_vs_lazy(page_size: int = 20, repeat: int = 20, budget_s: float = 0.4) 
         for method, load in loads:
             with count_statements() as seen:
                 load(page_size)
-            timings = _time(lambda f=load: f(page_size), repeat, budget_s / len(loads))
+            timings = _time(functools.partial(load, page_size), repeat, budget_s / len(loads))
             name = f"page of {page_size} with niches"
             rows.append(_percentiles(name, timings, method=method, statements=len(seen)))
     return pd.DataFrame(rows)

@@ -605,17 +605,18 @@ def _brand_rows(
         columns["brand_name"].append(f"{word} {noun}")
         columns["username"].append(username)
     updated = np.where(filled > 0, _later(rng, created, end_us, 48.0), created)
-    columns.update(
-        id=ids.tolist(),
-        password=[password] * n,
-        phone=_phones(ids, BRAND_PHONES),
-        is_phone_verified=verified,
-        is_profile_completed=filled == len(PROFILE_FIELDS),
-        is_active=active,
-        created_at=_timestamps(created),
-        updated_at=_timestamps(updated),
-    )
-    return {**columns, "created": created}
+    return {
+        **columns,
+        "id": ids.tolist(),
+        "password": [password] * n,
+        "phone": _phones(ids, BRAND_PHONES),
+        "is_phone_verified": verified,
+        "is_profile_completed": filled == len(PROFILE_FIELDS),
+        "is_active": active,
+        "created_at": _timestamps(created),
+        "updated_at": _timestamps(updated),
+        "created": created,
+    }
 
 
 # --- niche links ---------------------------------------------------------------------------
@@ -712,6 +713,10 @@ SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
 """
 
 
+def _digests(column: str, values: list[Any]) -> list[Any]:
+    return [digest_of(column, v) for v in values]
+
+
 def _sealers(table: str) -> dict[str, tuple[str, Callable[[list[Any]], list[Any]]]]:
     """COPY column -> (source column, batch transform): PII encrypted, digests computed.
 
@@ -726,10 +731,7 @@ def _sealers(table: str) -> dict[str, tuple[str, Callable[[list[Any]], list[Any]
         for column in PII_COLUMNS[table]
     }
     for column, digest_column in DIGEST_COLUMNS.items():
-        sealers[digest_column] = (
-            column,
-            lambda values, column=column: [digest_of(column, v) for v in values],
-        )
+        sealers[digest_column] = (column, functools.partial(_digests, column))
     return sealers
 
 

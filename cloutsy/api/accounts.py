@@ -126,7 +126,7 @@ def created(kind: str, account_id: int, body: str) -> str:
 
 
 def register(api: Api, settings: Settings) -> None:
-    kinds: dict[str, tuple[queries.Kind, Any, Any, Any, Any, Any]] = {
+    kinds: dict[str, tuple[queries.Kind, Any, Any, Any, Any, Any, Any]] = {
         "influencer": (
             queries.INFLUENCERS,
             InfluencerCreate,

@@ -116,7 +116,8 @@ def run(url: str, users: int, seconds: int, progress: Callable[[str], None] = pr
         "--loglevel",
         "WARNING",
     ]
-    stop, seen = threading.Event(), []
+    stop = threading.Event()
+    seen: list[int] = []  # connections in use, one sample per half second
     sampler = threading.Thread(target=_count_connections, args=(stop, seen), daemon=True)
     sampler.start()
     progress(f"load: {users} users for {seconds} s against {url} ...")
