@@ -482,7 +482,7 @@ def db_backup(c: Context, base: bool = False, keep: str = "0") -> None:
         "yes": "do not ask before replacing data",
     },
 )
-def db_restore(c: Context, file: str | None = None, to: str = "", yes: bool = False) -> None:
+def db_restore(c: Context, file: str = "", to: str = "", yes: bool = False) -> None:
     """Restore a dump FILE, or --to TIME from base backups + WAL (asks first; --yes skips)."""
     import datetime as dt
     import time
@@ -676,7 +676,7 @@ def loadtest(c: Context, users: str = "50", seconds: str = "60", url: str = "") 
 
 @task(name="test")
 def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
-    """ruff, mypy on the core, squawk on the migrations, then the tests (--fast skips slow ones)."""
+    """ruff, mypy on the package, squawk on the migrations, then the tests (--fast skips slow)."""
     lint = c.run(f"{sys.executable} -m ruff check {ROOT}", warn=True)
     if lint is None or lint.exited != 0:
         raise Exit("ruff found problems (run: ruff check --fix .)", code=1)
@@ -685,7 +685,7 @@ def run_tests(c: Context, args: str = "", fast: bool = False) -> None:
         raise Exit("files are not formatted (run: ruff format .)", code=1)
     types = c.run(f"{sys.executable} -m mypy", warn=True)
     if types is None or types.exited != 0:
-        raise Exit("mypy found type errors in the core", code=1)
+        raise Exit("mypy found type errors", code=1)
     migrate_lint(c)  # squawk on every migration's rendered SQL
     marker = ' -m "not slow"' if fast else ""
     result = c.run(f"{sys.executable} -m pytest{marker} {args}", pty=False, warn=True)

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
@@ -56,7 +57,7 @@ def _series_colours(ax: Axes) -> set[tuple[float, ...]]:
         if not _is_reference(line, ax):
             colours.add(tuple(round(c, 3) for c in to_rgb(line.get_color())))
     for coll in ax.collections:
-        faces = coll.get_facecolor()
+        faces = np.asarray(coll.get_facecolor())
         for face in faces[:50]:
             colours.add(tuple(round(c, 3) for c in face[:3]))
     return colours
@@ -71,10 +72,11 @@ def _points(ax: Axes) -> list[tuple[float, float]]:
     """Display coordinates of every data point of `ax` (line vertices, scatter points)."""
     out: list[tuple[float, float]] = []
     for line in ax.get_lines():
-        if not _is_reference(line, ax) and len(line.get_xydata()):
-            out += [tuple(p) for p in line.get_transform().transform(line.get_xydata())]
+        xy = np.asarray(line.get_xydata())
+        if not _is_reference(line, ax) and len(xy):
+            out += [tuple(p) for p in line.get_transform().transform(xy)]
     for coll in ax.collections:
-        offsets = coll.get_offsets()
+        offsets = np.asarray(coll.get_offsets())
         if len(offsets):
             out += [tuple(p) for p in coll.get_offset_transform().transform(offsets)]
     return out

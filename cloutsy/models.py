@@ -159,7 +159,7 @@ class TimestampedModel(BaseModel):
 
     def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         now = utcnow()
-        if self._pk is None:  # an insert: both stamps are the same instant
+        if self.get_id() is None:  # an insert: both stamps are the same instant
             self.created_at = now
         self.updated_at = now
         return super().save(*args, **kwargs)
@@ -181,8 +181,9 @@ class AccountModel(TimestampedModel):
     """An account table: its blind indexes follow its email and phone on every save()."""
 
     def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        changed = self.dirty_field_names
         for column, digest_column in DIGEST_COLUMNS.items():
-            if column in self._dirty or self._pk is None:
+            if column in changed or self.get_id() is None:
                 setattr(self, digest_column, crypto.digest_of(column, getattr(self, column)))
         return super().save(*args, **kwargs)
 

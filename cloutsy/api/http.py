@@ -157,9 +157,11 @@ class RequestPlugin:
         writes = route.method in WRITE_METHODS
         template = route.rule
         # GET answers get ETag / Cache-Control / Vary here, once for every route (§5).
-        finish = caching.finisher(route.config.get("cache"), route.config.get("vary_auth", False))
-        if route.method != "GET":
-            finish = None
+        finish: Callable[[Any], Any] | None = None
+        if route.method == "GET":
+            finish = caching.finisher(
+                route.config.get("cache"), route.config.get("vary_auth", False)
+            )
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             environ = bottle.request.environ

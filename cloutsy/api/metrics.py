@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +22,13 @@ from prometheus_client import (
 )
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class _Mode(TypedDict, total=False):
+    """How a gauge's per-worker values combine; given only when the workers share files."""
+
+    multiprocess_mode: Literal["livesum", "livemostrecent", "livemax", "livemin"]
+
 
 # The `method` label takes these values and OTHER: a made-up method must not add series.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -53,12 +60,12 @@ QUERIES = Counter("cloutsy_db_queries_total", "SQL statements executed")
 QUERY_TIME = Histogram(
     "cloutsy_db_query_duration_seconds", "SQL statement duration", buckets=QUERY_BUCKETS
 )
-_pool_mode = {"multiprocess_mode": "livesum"} if MULTIPROCESS else {}
+_pool_mode: _Mode = {"multiprocess_mode": "livesum"} if MULTIPROCESS else {}
 POOL_MAX = Gauge("cloutsy_db_pool_max", "Pool size (summed over workers)", **_pool_mode)
 POOL_IN_USE = Gauge("cloutsy_db_pool_in_use", "Pooled connections in use", **_pool_mode)
 POOL_IDLE = Gauge("cloutsy_db_pool_idle", "Pooled connections idle", **_pool_mode)
 # Sizes are the same figure whichever worker read it: the newest reading wins.
-_size_mode = {"multiprocess_mode": "livemostrecent"} if MULTIPROCESS else {}
+_size_mode: _Mode = {"multiprocess_mode": "livemostrecent"} if MULTIPROCESS else {}
 DATABASE_SIZE = Gauge(
     "cloutsy_database_size_bytes", "Size of the database on disk (pg_database_size)", **_size_mode
 )
@@ -80,8 +87,8 @@ _sizes_lock = threading.Lock()
 _sizes_read_at: list[float] = []
 
 # Read replicas (CONTRACT §10): each worker measures them; the worst figure is shown.
-_worst = {"multiprocess_mode": "livemax"} if MULTIPROCESS else {}
-_least = {"multiprocess_mode": "livemin"} if MULTIPROCESS else {}
+_worst: _Mode = {"multiprocess_mode": "livemax"} if MULTIPROCESS else {}
+_least: _Mode = {"multiprocess_mode": "livemin"} if MULTIPROCESS else {}
 REPLICA_UP = Gauge("cloutsy_db_replica_up", "1 when the replica answers", ["replica"], **_least)
 REPLICA_LAG = Gauge(
     "cloutsy_db_replica_lag_seconds",

@@ -62,7 +62,7 @@ class Visitor(HttpUser):
 
     @task(10)
     def browse(self) -> None:
-        params = {"limit": random.choice([10, 20, 50])}
+        params: dict[str, int | str] = {"limit": random.choice([10, 20, 50])}
         if random.random() < 0.6:
             params["niche"] = random.choice(NICHES)
         if random.random() < 0.2:
@@ -92,11 +92,12 @@ class Visitor(HttpUser):
     @task(3)
     def sign_up(self) -> None:
         n = unique()
+        number = phone(n)
         body = {
             "name": f"Load {n}",
             "username": f"lt{_run}i{n}",
             "email": f"lt{_run}i{n}@example.com",
-            "phone": phone(n),
+            "phone": number,
             "nicheIds": random.sample(range(1, 21), k=random.randint(1, 3)),
         }
         with self.client.post(
@@ -107,7 +108,7 @@ class Visitor(HttpUser):
                 record("influencer", account_id)
                 self.known_ids.append(account_id)
                 resp.success()
-                self.verify_phone(body["phone"])
+                self.verify_phone(number)
 
     def verify_phone(self, number: str) -> None:
         resp = self.client.post(
