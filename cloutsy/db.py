@@ -170,13 +170,16 @@ class PooledDatabase(ReconnectMixin, PooledPostgresqlDatabase):
                 cursor.execute(sql, params)
         except (OperationalError, InterfaceError) as exc:
             if not self.in_transaction() and self._lost(exc):
-                return self.execute_sql(sql, params)
+                return self.execute_sql(sql, params)  # observed there, once
+            self._observe(sql, params, started)
             raise
-        finally:
-            observer = self.query_observer
-            if observer is not None:
-                observer(sql, params, time.perf_counter() - started)
+        self._observe(sql, params, started)
         return cursor
+
+    def _observe(self, sql: str, params: Any, started: float) -> None:
+        observer = self.query_observer
+        if observer is not None:
+            observer(sql, params, time.perf_counter() - started)
 
     def _lost(self, exc: Exception) -> bool:
         """True when `exc` says the connection is gone (ReconnectMixin's own test)."""

@@ -115,18 +115,13 @@ def _page(kind: AccountKind, environ: dict[str, Any], ident: str | None) -> str:
 
 
 def _run(read: Read, environ: dict[str, Any], ident: str | None) -> str | None:
-    """`read` on a pooled connection; None with the outcome left in `environ` for bottle."""
-    db = database.obj
-    opened = db.is_closed()  # else this thread holds one already (a test's transaction)
+    """`read` on a pooled connection; None with the outcome left in `environ` for bottle.
+
+    A connection lost on the way goes back to the pool, whose checkout check drops it.
+    """
     try:
-        if opened:
-            db.connect()
-        return read(environ, ident)
+        with database.obj.connected():  # reuses a test transaction's connection
+            return read(environ, ident)
     except Exception as exc:  # not found, bad input, busy pool, server down: the plugin answers
-        if opened and db.connection_is_dead():
-            db.discard_connection()
         environ[PENDING] = exc
         return None
-    finally:
-        if opened and not db.is_closed():
-            db.close()
