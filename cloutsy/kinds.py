@@ -91,6 +91,12 @@ class AccountKind:
         return str(self.link_owner.column_name)
 
     @cached_property
+    def refs_table(self) -> str:
+        """Its accounts' niches as ready JSON (`link_column`, `niches`), kept by triggers
+        (migrations/0006): what the views read instead of joining the niches per read."""
+        return f"{self.name}_niche_refs"
+
+    @cached_property
     def pii(self) -> tuple[str, ...]:
         """The encrypted columns (CONTRACT §9): only ever in the private view."""
         return PII_COLUMNS[self.table]

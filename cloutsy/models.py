@@ -99,9 +99,12 @@ ERASED_VALUES: dict[str, dict[str, Any]] = {
 
 
 # Relations the analyst reads whole (they show no hidden column): the profile view of
-# migrations/0002 and the rollups kept by the writes (migrations/0005).
+# migrations/0002, the rollups kept by the writes (migrations/0005) and the accounts'
+# niche refs, kept the same way (migrations/0006), which the list statements read.
 ANALYST_READS = (
     "brand_profile_fill",
+    "influencer_niche_refs",
+    "brand_niche_refs",
     "rollup_signups",
     "rollup_niches",
     "rollup_niche_counts",

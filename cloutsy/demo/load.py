@@ -68,6 +68,8 @@ def seed_demo(
         # The analytics rollups (migration 0005) are recounted once at the end instead of
         # being kept row by row through millions of inserts.
         database.execute_sql("SET LOCAL cloutsy.rollups = 'off'")
+        # So are the accounts' niche refs (migration 0006): rebuilt once, not per COPY.
+        database.execute_sql("SET LOCAL cloutsy.niche_refs = 'off'")
         loads = generate_rows(influencers, brands, days, random_seed, report)
         with _bulk_load({table: len(rows["id"]) for table, _, rows in loads}, report):
             for table, columns, rows in loads:
@@ -85,6 +87,9 @@ def seed_demo(
         database.execute_sql("SET LOCAL cloutsy.rollups = 'on'")
         database.execute_sql("SELECT cloutsy_rollups_rebuild()")
         report("rollups", 1, 1)
+        database.execute_sql("SET LOCAL cloutsy.niche_refs = 'on'")
+        database.execute_sql("SELECT cloutsy_niche_refs_rebuild()")
+        report("niche refs", 1, 1)
     return DemoResult(**{table: len(rows["id"]) for table, _, rows in loads})
 
 

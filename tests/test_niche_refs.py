@@ -1,0 +1,157 @@
+"""The accounts' niche refs (migration 0006) stay exactly what the links and niches say.
+
+The views read each account's niches as JSON kept by triggers instead of building it per
+read. Every kind of write that can change it (sign-ups, a niche set replaced, links
+added, removed and moved in bulk, a niche renamed, accounts deleted, a TRUNCATE) must
+leave the kept JSON equal to two independent answers: the JSON built here in Python
+from the links and niches, and what `cloutsy_niche_refs_rebuild()` writes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cloutsy.catalogue import NICHES, seed_niches
+from cloutsy.kinds import KINDS
+from cloutsy.models import Niche
+from cloutsy.services import sessions
+from tests.helpers import brand_body, influencer_body
+
+Refs = dict[str, dict[int, list[dict[str, Any]]]]
+
+
+def kept(db: Any) -> Refs:
+    """Every kind's refs rows as {owner: parsed JSON}; a row whose text is not compact fails."""
+    out: Refs = {}
+    for kind in KINDS.values():
+        rows = db.execute_sql(
+            f"SELECT {kind.link_column}, niches::text FROM {kind.refs_table}"
+        ).fetchall()
+        for owner, text in rows:
+            parsed = json.loads(text)
+            assert text == json.dumps(parsed, separators=(",", ":"), ensure_ascii=False)
+            assert parsed, f"{kind.refs_table} keeps an empty set for {owner}"
+        out[kind.name] = {owner: json.loads(text) for owner, text in rows}
+    return out
+
+
+def expected(db: Any) -> Refs:
+    """The same, built in Python from the link and niche tables (no trigger involved)."""
+    niches = {
+        i: {"id": i, "name": name, "slug": slug, "icon": icon}
+        for i, name, slug, icon in db.execute_sql("SELECT id, name, slug, icon FROM niches")
+    }
+    out: Refs = {}
+    for kind in KINDS.values():
+        sets: dict[int, list[dict[str, Any]]] = {}
+        for owner, niche in db.execute_sql(
+            f"SELECT {kind.link_column}, niche_id FROM {kind.link_table} ORDER BY 1, 2"
+        ):
+            sets.setdefault(owner, []).append(niches[niche])
+        out[kind.name] = sets
+    return out
+
+
+def rebuilt(db: Any) -> Refs:
+    """What a full rebuild writes, without keeping it (a savepoint rolled back)."""
+    with db.atomic() as savepoint:
+        db.execute_sql("SELECT cloutsy_niche_refs_rebuild()")
+        out = kept(db)
+        savepoint.rollback()
+    return out
+
+
+def check(db: Any, step: str) -> Refs:
+    now = kept(db)
+    assert now == expected(db), f"niche refs differ from the links after: {step}"
+    assert now == rebuilt(db), f"niche refs differ from a rebuild after: {step}"
+    return now
+
+
+INSERT_INFLUENCERS = """
+INSERT INTO influencers (name, username, email, phone)
+SELECT 'person ' || i, 'refs' || i, 'refs' || i || '@example.com', '+9190' || lpad(i::text, 8, '0')
+  FROM generate_series(1, 60) i
+"""
+INSERT_LINKS = """
+INSERT INTO influencer_niches (influencer_id, niche_id)
+SELECT a.id, n.id FROM influencers a JOIN niches n ON n.id <= 1 + a.id %% 4 + (a.id %% 3)
+ WHERE a.username LIKE 'refs%%'
+"""
+
+
+def test_niche_refs_equal_the_links_through_every_kind_of_write(db):
+    check(db, "nothing yet")
+    db.execute_sql(INSERT_INFLUENCERS)
+    db.execute_sql(INSERT_LINKS)
+    db.execute_sql(
+        "INSERT INTO brands (email, password, phone, brand_name, username) "
+        "SELECT 'rb' || i || '@example.com', 'x', '+9191' || lpad(i::text, 8, '0'), "
+        "'Brand ' || i, 'rb' || i FROM generate_series(1, 12) i"
+    )
+    db.execute_sql(
+        "INSERT INTO brand_niches (brand_id, niche_id) SELECT b.id, n.id FROM brands b "
+        "JOIN niches n ON n.id IN (2, 3, 2 + b.id %% 5) WHERE b.username LIKE 'rb%%'"
+    )
+    grown = check(db, "bulk inserts")
+    assert len(grown["influencer"]) == 60 and len(grown["brand"]) == 12
+
+    db.execute_sql("DELETE FROM influencer_niches WHERE niche_id = 2 AND influencer_id %% 2 = 0")
+    db.execute_sql(
+        "UPDATE influencer_niches SET niche_id = 20 WHERE niche_id = 1 AND influencer_id %% 3 = 0"
+    )
+    db.execute_sql(  # every link of some accounts goes: their refs row goes with them
+        "DELETE FROM influencer_niches WHERE influencer_id IN "
+        "(SELECT id FROM influencers WHERE username LIKE 'refs%%7')"
+    )
+    after = check(db, "links removed, moved to another niche, and emptied")
+    assert len(after["influencer"]) < 60
+
+    db.execute_sql("UPDATE niches SET name = 'Fashion & Style', icon = '🧥' WHERE slug = 'fashion'")
+    db.execute_sql("UPDATE niches SET description = 'not in a ref' WHERE slug = 'beauty'")
+    renamed = check(db, "a niche renamed, another's description changed")
+    names = {n["name"] for refs in renamed["influencer"].values() for n in refs}
+    assert "Fashion & Style" in names and "Fashion" not in names
+
+    db.execute_sql("DELETE FROM influencers WHERE username LIKE 'refs%%3'")
+    db.execute_sql("DELETE FROM brands WHERE id %% 4 = 0")
+    check(db, "accounts deleted (their links cascade)")
+
+    db.execute_sql("TRUNCATE brand_niches")
+    assert check(db, "TRUNCATE of a link table")["brand"] == {}
+
+
+def test_the_api_shows_niche_changes_at_once(client, db, admin_headers):
+    fashion, food = (Niche.get(Niche.slug == s).id for s in ("fashion", "food"))
+    body = influencer_body(1, tag="refs", nicheIds=[food, fashion])
+    person = client.post_json("/influencers", body, status=201).json
+    assert [n["slug"] for n in person["niches"]] == ["fashion", "food"]  # by niche id
+    brand = client.post_json("/brands", brand_body(1, nicheIds=[food]), status=201).json
+    assert [n["slug"] for n in brand["niches"]] == ["food"]
+    assert client.get(f"/brands/{brand['id']}").json["niches"] == brand["niches"]
+
+    auth = {"Authorization": f"Bearer {sessions.issue('influencer', person['id'])[0]}"}
+    client.put_json(f"/influencers/{person['id']}/niches", {"nicheIds": [food]}, headers=auth)
+    assert [n["slug"] for n in client.get(f"/influencers/{person['id']}").json["niches"]] == [
+        "food"
+    ]
+    assert [
+        n["slug"] for n in client.get(f"/influencers/{person['id']}", headers=auth).json["niches"]
+    ] == ["food"]  # the private view too
+
+    # The catalogue's upsert renames a niche: every view and page shows the new name.
+    catalogue = tuple(
+        ("Food & Drink", slug, icon, about) if slug == "food" else (name, slug, icon, about)
+        for name, slug, icon, about in NICHES
+    )
+    assert seed_niches(catalogue).updated == 1
+    view = client.get(f"/influencers/{person['id']}").json
+    icon = next(icon for _, slug, icon, _ in NICHES if slug == "food")
+    assert view["niches"] == [{"id": food, "name": "Food & Drink", "slug": "food", "icon": icon}]
+    page = client.get("/influencers", {"niche": "food"}).json["items"]
+    assert [p["niches"] for p in page if p["id"] == person["id"]] == [view["niches"]]
+
+    client.put_json(f"/influencers/{person['id']}/niches", {"nicheIds": []}, headers=auth)
+    assert client.get(f"/influencers/{person['id']}").json["niches"] == []
+    check(db, "sign-ups, a replaced set, a renamed niche and an emptied set through the API")
