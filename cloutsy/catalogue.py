@@ -61,12 +61,20 @@ RETURNING (xmax = 0) AS inserted
 """
 
 
+# A renamed niche rewrites the ready niche JSON of every account linked to it (migrations/
+# 0006): at 1,000,000 influencers renaming the largest niche (501,000 accounts) took 4.3 s,
+# close to the app role's 5 s statement_timeout. The upsert is an admin's deliberate act
+# (`POST /seed/niches`, `invoke seed`), so it gets a timeout of its own.
+SEED_TIMEOUT = "120s"
+
+
 def seed_niches(
     catalogue: tuple[tuple[str, str, str, str], ...] = NICHES,
 ) -> SeedResult:
     """Upsert the catalogue by slug in one transaction; unchanged rows are not touched."""
     created = updated = 0
     with database.atomic():
+        database.execute_sql(f"SET LOCAL statement_timeout = '{SEED_TIMEOUT}'")
         for row in catalogue:
             result = database.execute_sql(UPSERT, row).fetchone()
             if result is None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from peewee import OperationalError
+
 from cloutsy.catalogue import NICHES, seed_niches
 from cloutsy.kinds import KINDS
 from cloutsy.models import Niche
@@ -155,3 +158,33 @@ def test_the_api_shows_niche_changes_at_once(client, db, admin_headers):
     client.put_json(f"/influencers/{person['id']}/niches", {"nicheIds": []}, headers=auth)
     assert client.get(f"/influencers/{person['id']}").json["niches"] == []
     check(db, "sign-ups, a replaced set, a renamed niche and an emptied set through the API")
+
+
+def test_a_rename_that_rewrites_many_accounts_is_not_cut_by_the_app_timeout(db):
+    """The catalogue's upsert has its own statement timeout: a rename rewrites the refs of
+    every account in the niche (seconds for the largest niche at a million accounts)."""
+    db.execute_sql(
+        "INSERT INTO influencers (name, username, email, phone) SELECT 'p' || i, 'many' || i, "
+        "'many' || i || '@example.com', '+9192' || lpad(i::text, 8, '0') "
+        "FROM generate_series(1, 8000) i"
+    )
+    db.execute_sql(
+        "INSERT INTO influencer_niches (influencer_id, niche_id) SELECT a.id, n.id "
+        "FROM influencers a, niches n WHERE a.username LIKE 'many%%' AND n.slug = 'music'"
+    )
+    renamed = tuple(
+        ("Music & Audio", s, i, d) if s == "music" else (n, s, i, d) for n, s, i, d in NICHES
+    )
+    with db.atomic() as control:  # the app role's kind of limit, far below the rewrite
+        db.execute_sql("SET LOCAL statement_timeout = '20ms'")
+        with pytest.raises(OperationalError, match="statement timeout"):
+            db.execute_sql("UPDATE niches SET name = 'Music & Audio' WHERE slug = 'music'")
+        control.rollback()
+    with db.atomic():
+        db.execute_sql("SET LOCAL statement_timeout = '20ms'")
+        assert seed_niches(renamed).updated == 1
+    names = db.execute_sql(
+        "SELECT DISTINCT niches->0->>'name' FROM influencer_niche_refs r "
+        "JOIN influencers a ON a.id = r.influencer_id WHERE a.username LIKE 'many%%'"
+    ).fetchall()
+    assert names == [("Music & Audio",)]

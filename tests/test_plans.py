@@ -38,6 +38,9 @@ INFLUENCERS = 60_000
 BRANDS = 8_000
 ACCOUNT_TABLES = {kind.table for kind in KINDS.values()}
 LINK_TABLES = {kind.link_table for kind in KINDS.values()}
+# The accounts' ready niche JSON (migration 0006): one row per account, read by key.
+REFS_TABLES = {kind.refs_table for kind in KINDS.values()}
+BIG_TABLES = ACCOUNT_TABLES | LINK_TABLES | REFS_TABLES
 
 # Names with common words (for `q`), 70 % verified, 2 % inactive; 1-4 niches each, drawn
 # from a rank^-0.9 popularity (the first niche of the catalogue is the most popular).
@@ -182,7 +185,7 @@ def offences(node: dict[str, Any], path: tuple[dict[str, Any], ...] = ()) -> lis
     kind = node["Node Type"]
     table = node.get("Relation Name")
     capped = any(n.get("Subplan Name") == "CTE hits" for n in (*path, node))
-    big = table in ACCOUNT_TABLES | LINK_TABLES
+    big = table in BIG_TABLES
     if kind == "Seq Scan" and big:
         found.append(f"sequential scan of {table}")
     if kind == "Bitmap Heap Scan" and (table in LINK_TABLES or (big and not capped)):
@@ -192,7 +195,7 @@ def offences(node: dict[str, Any], path: tuple[dict[str, Any], ...] = ()) -> lis
     ):
         found.append(f"sort by {node.get('Sort Key')}")
     if kind in ("Merge Join", "Hash Join") and any(
-        n.get("Relation Name") in ACCOUNT_TABLES | LINK_TABLES
+        n.get("Relation Name") in BIG_TABLES
         and ("Index Cond" not in n or "niche_id" in n["Index Cond"])
         for n in _subtree(node)
         if n is not node
@@ -230,6 +233,9 @@ def test_offences_catch_the_plans_issue_14_found() -> None:
     ]
     assert offences({"Node Type": "Seq Scan", "Relation Name": "brands"}) == [
         "sequential scan of brands"
+    ]
+    assert offences({"Node Type": "Seq Scan", "Relation Name": "influencer_niche_refs"}) == [
+        "sequential scan of influencer_niche_refs"
     ]
     merge = {
         "Node Type": "Limit",
