@@ -10,10 +10,13 @@ that has at least one niche (none: the view shows `[]`):
 
 Kept exact by the writes themselves: a statement on a link table refreshes the accounts it
 touched; a change of a niche's name, slug or icon refreshes every account linked to it;
-TRUNCATE of a link table empties its refs. The trigger functions are SECURITY DEFINER, so
-the app needs no write right here. Bulk loads (`seed.demo`) set `cloutsy.niche_refs =
-'off'` in their transaction and call `cloutsy_niche_refs_rebuild()` at the end, which also
-fills the tables here and is what tests/test_niche_refs.py compares the kept rows with.
+TRUNCATE of a link table empties its refs. Concurrent writers cannot leave a stale set:
+a link statement locks its accounts' rows before it reads their links, and a niche change
+locks the link tables against writers (tests/test_niche_refs.py races both). The trigger
+functions are SECURITY DEFINER, so the app needs no write right here. Bulk loads
+(`seed.demo`) set `cloutsy.niche_refs = 'off'` in their transaction and call
+`cloutsy_niche_refs_rebuild()` at the end, which also fills the tables here and is what
+tests/test_niche_refs.py compares the kept rows with.
 """
 
 atomic = True
@@ -69,12 +72,20 @@ def statements():
     parts.append(f"""
     CREATE FUNCTION cloutsy_niche_refs_rebuild() RETURNS void {DEFINER} AS $$
     BEGIN {rebuild} END $$;
+    -- A link written while a niche is renamed would carry the old name (its transaction
+    -- read it before the rename committed, and the rename cannot see its uncommitted
+    -- link): link writers in flight finish first, later ones wait for the rename.
     CREATE FUNCTION cloutsy_niche_refs_renamed() RETURNS trigger {DEFINER} AS $$
-    BEGIN {SKIP} {renamed} RETURN NULL; END $$;
+    BEGIN
+        {SKIP}
+        LOCK TABLE {", ".join(links for _, _, links, _ in KINDS)} IN SHARE ROW EXCLUSIVE MODE;
+        {renamed}
+        RETURN NULL;
+    END $$;
     CREATE TRIGGER niche_refs_renamed AFTER UPDATE ON niches FOR EACH ROW
         WHEN ((OLD.name, OLD.slug, OLD.icon) IS DISTINCT FROM (NEW.name, NEW.slug, NEW.icon))
         EXECUTE FUNCTION cloutsy_niche_refs_renamed();""")
-    for refs, _, links, owner in KINDS:
+    for refs, table, links, owner in KINDS:
         # plpgsql plans a statement when it first runs it: each branch names only the
         # transition tables its own event has.
         changed = {
@@ -82,8 +93,13 @@ def statements():
             "DELETE": f"SELECT {owner} FROM old_rows",
             "UPDATE": f"SELECT {owner} FROM old_rows UNION SELECT {owner} FROM new_rows",
         }
+        # Two transactions changing one account's links would each write the set as its
+        # own snapshot sees it, the last one missing the other's: the account rows are
+        # locked first (in id order), so the second waits, then reads the first's links
+        # (each statement here takes a new snapshot). The API's writes lock them already.
         branches = " ELSIF ".join(
-            f"TG_OP = '{op}' THEN {_refresh(refs, links, owner, owners)}"
+            f"TG_OP = '{op}' THEN PERFORM 1 FROM {table} a WHERE a.id IN ({owners}) "
+            f"ORDER BY a.id FOR NO KEY UPDATE; {_refresh(refs, links, owner, owners)}"
             for op, owners in changed.items()
         )
         parts.append(f"""

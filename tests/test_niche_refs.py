@@ -9,17 +9,21 @@ from the links and niches, and what `cloutsy_niche_refs_rebuild()` writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg2
 import pytest
 from peewee import OperationalError
 
 from cloutsy.catalogue import NICHES, seed_niches
+from cloutsy.db import connect_params, connection_url
 from cloutsy.kinds import KINDS
 from cloutsy.models import Niche
 from cloutsy.services import sessions
-from tests.helpers import brand_body, influencer_body
+from tests.helpers import Background, brand_body, influencer_body, lock_waiters, wait_until
 
 Refs = dict[str, dict[int, list[dict[str, Any]]]]
 
@@ -188,3 +192,82 @@ def test_a_rename_that_rewrites_many_accounts_is_not_cut_by_the_app_timeout(db):
         "JOIN influencers a ON a.id = r.influencer_id WHERE a.username LIKE 'many%%'"
     ).fetchall()
     assert names == [("Music & Audio",)]
+
+
+# --- concurrent writers (real commits, two sessions) -----------------------------------------
+
+
+@contextlib.contextmanager
+def session(settings: Any) -> Iterator[Any]:
+    """A second session on the suite's database as the app, in a transaction of its own."""
+    params = connect_params(connection_url(settings), settings)
+    params.pop("connection_factory", None)
+    conn = psycopg2.connect(**params)
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def _one_influencer(committed: Any, name: str, niche_slug: str) -> tuple[int, int]:
+    with committed.connection_context():
+        row = committed.execute_sql(
+            "INSERT INTO influencers (name, username, email, phone) "
+            "VALUES (%s, %s, %s, '+919000000001') RETURNING id",
+            (name, name.lower(), f"{name.lower()}@example.com"),
+        ).fetchone()
+        niche = committed.execute_sql("SELECT id FROM niches WHERE slug = %s", (niche_slug,))
+        return row[0], niche.fetchone()[0]
+
+
+def test_a_niche_changed_while_a_link_to_it_is_written_shows_the_change(committed, settings):
+    """The link's transaction read the old icon; the change waits for it, then rewrites it.
+
+    A plain UPDATE of the icon, as an operator would type it: the catalogue's upsert (ON
+    CONFLICT locks the row) and a new name (a unique column) already wait for the link's
+    foreign-key lock on the niche row; this is the change nothing else would hold back.
+    """
+    person, food = _one_influencer(committed, "Racer", "food")
+    uri = connection_url(settings)
+    with session(settings) as linker, session(settings) as operator:
+        linker.cursor().execute(
+            "INSERT INTO influencer_niches (influencer_id, niche_id) VALUES (%s, %s)",
+            (person, food),
+        )
+        changing = Background(
+            lambda: operator.cursor().execute(
+                "UPDATE niches SET icon = '🥘' WHERE id = %s", (food,)
+            )
+        )
+        wait_until(lambda: lock_waiters(uri) >= 1, what="the change to wait for the link writer")
+        assert not changing.done()
+        linker.commit()
+        changing.result()
+        operator.commit()
+    with committed.connection_context():
+        assert check(committed, "a niche change racing a link")["influencer"][person][0] == {
+            "id": food,
+            "name": "Food",
+            "slug": "food",
+            "icon": "🥘",
+        }
+
+
+def test_two_transactions_adding_links_to_one_account_keep_both(committed, settings):
+    """Each wrote the set its own snapshot saw; the second waits for the first, then reads it."""
+    person, food = _one_influencer(committed, "Twice", "food")
+    with committed.connection_context():
+        music = committed.execute_sql("SELECT id FROM niches WHERE slug = 'music'").fetchone()[0]
+    uri = connection_url(settings)
+    insert = "INSERT INTO influencer_niches (influencer_id, niche_id) VALUES (%s, %s)"
+    with session(settings) as first, session(settings) as second:
+        first.cursor().execute(insert, (person, food))
+        adding = Background(lambda: second.cursor().execute(insert, (person, music)))
+        wait_until(lambda: lock_waiters(uri) >= 1, what="the second writer to wait for the first")
+        first.commit()
+        adding.result()
+        second.commit()
+    with committed.connection_context():
+        kept_now = check(committed, "two concurrent link writers on one account")
+        assert [n["slug"] for n in kept_now["influencer"][person]] == ["food", "music"]
