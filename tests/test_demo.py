@@ -228,6 +228,29 @@ def test_append_continues_ids_and_sequences(db, anchored):
     assert created.id == 201
 
 
+def test_each_account_gets_its_niche_refs_though_the_load_skips_the_triggers(db, anchored):
+    """The load turns the refs triggers off and rebuilds once (migration 0006): after a first
+    load and an append, every account's kept niche JSON lists exactly its linked niches."""
+    demo.seed_demo(80, 8, 30, random_seed=1)
+    demo.seed_demo(80, 8, 30, random_seed=2)
+    for table, links, owner, refs in (
+        ("influencers", "influencer_niches", "influencer_id", "influencer_niche_refs"),
+        ("brands", "brand_niches", "brand_id", "brand_niche_refs"),
+    ):
+        wrong = scalar(
+            db,
+            f"SELECT count(*) FROM {table} a LEFT JOIN {refs} r ON r.{owner} = a.id "
+            "WHERE (SELECT coalesce(array_agg(l.niche_id ORDER BY l.niche_id), '{}') "
+            f"FROM {links} l WHERE l.{owner} = a.id) IS DISTINCT FROM "
+            "(SELECT coalesce(array_agg((e->>'id')::int), '{}') "
+            "FROM json_array_elements(coalesce(r.niches, '[]')) e)",
+        )
+        assert (scalar(db, f"SELECT count(*) FROM {table}"), wrong) == (
+            {"influencers": 160, "brands": 16}[table],
+            0,
+        )
+
+
 def test_bulk_load_restores_every_index_and_foreign_key(db, anchored, monkeypatch):
     def schema():
         indexes = db.execute_sql(
