@@ -74,7 +74,9 @@ def statements():
     BEGIN {rebuild} END $$;
     -- A link written while a niche is renamed would carry the old name (its transaction
     -- read it before the rename committed, and the rename cannot see its uncommitted
-    -- link): link writers in flight finish first, later ones wait for the rename.
+    -- link): link writers in flight finish first, later ones wait for the rename. A link
+    -- write that starts between the niche row's lock and this one can deadlock with it;
+    -- PostgreSQL ends one of the two within deadlock_timeout (the API answers 503).
     CREATE FUNCTION cloutsy_niche_refs_renamed() RETURNS trigger {DEFINER} AS $$
     BEGIN
         {SKIP}
