@@ -19,7 +19,7 @@ import pytest
 from peewee import OperationalError
 
 from cloutsy.catalogue import NICHES, seed_niches
-from cloutsy.db import connect_params, connection_url
+from cloutsy.db import connection_url
 from cloutsy.kinds import KINDS
 from cloutsy.models import Niche
 from cloutsy.services import sessions
@@ -200,9 +200,7 @@ def test_a_rename_that_rewrites_many_accounts_is_not_cut_by_the_app_timeout(db):
 @contextlib.contextmanager
 def session(settings: Any) -> Iterator[Any]:
     """A second session on the suite's database as the app, in a transaction of its own."""
-    params = connect_params(connection_url(settings), settings)
-    params.pop("connection_factory", None)
-    conn = psycopg2.connect(**params)
+    conn = psycopg2.connect(connection_url(settings))
     try:
         yield conn
     finally:
